@@ -1,0 +1,113 @@
+//! The protocol-independent ingest step: validate, columnarize, log durably.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use tracegate_storage::{Store, columnarize, without_spans};
+
+use crate::error::IngestError;
+
+/// Counters of the receivers.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Export requests handled (any outcome).
+    pub requests: AtomicU64,
+    /// Requests refused as a whole (malformed, too large, overload).
+    pub failed_requests: AtomicU64,
+    /// Spans made durable.
+    pub spans_accepted: AtomicU64,
+    /// Spans refused through partial success.
+    pub spans_rejected: AtomicU64,
+    /// Request bytes received (after decompression).
+    pub bytes_received: AtomicU64,
+}
+
+/// Takes decoded export requests into the store. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingestor {
+    store: Store,
+    stats: Arc<IngestStats>,
+    max_request_bytes: usize,
+}
+
+impl Ingestor {
+    /// An ingestor writing to `store`, refusing bodies over `max_request_bytes`.
+    pub fn new(store: Store, max_request_bytes: usize) -> Self {
+        Self { store, stats: Arc::default(), max_request_bytes }
+    }
+
+    /// The request size limit in bytes (after decompression).
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_request_bytes
+    }
+
+    /// The receivers' counters.
+    pub fn stats(&self) -> &IngestStats {
+        &self.stats
+    }
+
+    /// The store spans go to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Validates, columnarizes and durably stores the spans of `request`. `raw` is the
+    /// request's own protobuf encoding when the caller has it, saving a re-encode.
+    /// Returns once every accepted span is synced to the WAL.
+    ///
+    /// # Errors
+    /// Storage failures; overload is retryable (see [`IngestError::kind`]).
+    pub async fn export(
+        &self,
+        request: ExportTraceServiceRequest,
+        raw: Option<Vec<u8>>,
+    ) -> Result<ExportTraceServiceResponse, IngestError> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let result = self.export_inner(request, raw).await;
+        if result.is_err() {
+            self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn export_inner(
+        &self,
+        request: ExportTraceServiceRequest,
+        raw: Option<Vec<u8>>,
+    ) -> Result<ExportTraceServiceResponse, IngestError> {
+        let columnarized = columnarize(&request);
+        let num_rejected = columnarized.num_rejected;
+        let num_accepted = columnarized.num_accepted;
+
+        if let Some(batch) = columnarized.batch {
+            // The log holds exactly the accepted spans, so replay needs no validation
+            // decisions of its own.
+            let payload = match raw {
+                Some(raw) if num_rejected == 0 => raw,
+                _ => without_spans(&request, &columnarized.rejected_positions).encode_to_vec(),
+            };
+            self.stats.bytes_received.fetch_add(payload.len() as u64, Ordering::Relaxed);
+            self.store.append(payload, batch).await?;
+        }
+
+        self.stats.spans_accepted.fetch_add(num_accepted as u64, Ordering::Relaxed);
+        self.stats.spans_rejected.fetch_add(num_rejected as u64, Ordering::Relaxed);
+        tracing::debug!(num_accepted, num_rejected, "export request stored");
+        let partial_success = (num_rejected > 0).then(|| {
+            let mut message = format!("{num_rejected} spans rejected: ");
+            message.push_str(&columnarized.rejection_messages.join("; "));
+            if columnarized.rejection_messages.len() < num_rejected {
+                message.push_str("; ...");
+            }
+            ExportTracePartialSuccess {
+                rejected_spans: i64::try_from(num_rejected).unwrap_or(i64::MAX),
+                error_message: message,
+            }
+        });
+        Ok(ExportTraceServiceResponse { partial_success })
+    }
+}

@@ -1,0 +1,25 @@
+//! Queries over tracegate's stored spans.
+//!
+//! ```text
+//! Tables (head + sealed + Parquet) ──► spans_frame (DataFusion) ──► search, operations
+//!          │
+//!          └──► find_trace ──► TraceData ──► OTLP/JSON, SpanView ──► call tree
+//! ```
+
+mod attribute_text;
+mod error;
+mod operations;
+mod search;
+pub mod span_view;
+mod table;
+mod trace;
+mod views;
+
+pub use attribute_text::attribute_text;
+pub use error::{QueryError, parse_trace_id};
+pub use operations::{Operation, list_operations};
+pub use search::{TraceHit, TraceQuery, search_traces};
+pub use span_view::{Placement, SpanKind, SpanView};
+pub use table::{TimeRange, span_session, spans_frame};
+pub use trace::TraceData;
+pub use views::{STATUS_ERROR, append_span_views, span_views};

@@ -1,0 +1,85 @@
+//! Decodes span batches into [`SpanView`] rows for the analyses.
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Int8Type, Int64Type};
+use tracegate_storage::{DictStr, StorageError, col};
+
+use crate::span_view::{Placement, SpanKind, SpanView};
+
+/// OTLP `STATUS_CODE_ERROR`.
+pub const STATUS_ERROR: i8 = 2;
+
+/// Decodes every row of `batches`.
+///
+/// # Errors
+/// When a batch does not follow the span schema.
+pub fn span_views(batches: &[RecordBatch]) -> Result<Vec<SpanView>, StorageError> {
+    let mut out = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    for batch in batches {
+        append_span_views(batch, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Decodes every row of `batch` into `out`.
+///
+/// # Errors
+/// When the batch does not follow the span schema.
+pub fn append_span_views(batch: &RecordBatch, out: &mut Vec<SpanView>) -> Result<(), StorageError> {
+    let fixed = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_fixed_size_binary_opt())
+            .ok_or_else(|| StorageError::schema(name, "fixed-size binary"))
+    };
+    let int64 = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .ok_or_else(|| StorageError::schema(name, "Int64"))
+    };
+    let int8 = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_primitive_opt::<Int8Type>())
+            .ok_or_else(|| StorageError::schema(name, "Int8"))
+    };
+    let trace_id = fixed(col::TRACE_ID)?;
+    let span_id = fixed(col::SPAN_ID)?;
+    let parent = fixed(col::PARENT_SPAN_ID)?;
+    let start = int64(col::START)?;
+    let end = int64(col::END)?;
+    let kind = int8(col::KIND)?;
+    let status = int8(col::STATUS_CODE)?;
+    let name = DictStr::of(batch, col::NAME)?;
+    let service = DictStr::of(batch, col::SERVICE)?;
+    let namespace = DictStr::of(batch, col::NAMESPACE)?;
+    let workload = DictStr::of(batch, col::WORKLOAD)?;
+    let version = DictStr::of(batch, col::VERSION)?;
+    let pod = DictStr::of(batch, col::POD)?;
+    let peer = DictStr::of(batch, col::PEER)?;
+
+    let owned = |d: &DictStr<'_>, row| d.get(row).map(str::to_string);
+    for row in 0..batch.num_rows() {
+        out.push(SpanView {
+            trace_id: trace_id.value(row).try_into().unwrap_or_default(),
+            span_id: span_id.value(row).try_into().unwrap_or_default(),
+            parent_span_id: (!parent.is_null(row))
+                .then(|| parent.value(row).try_into().unwrap_or_default()),
+            name: name.get(row).unwrap_or_default().to_string(),
+            kind: SpanKind::from_otlp(i32::from(kind.value(row))),
+            start_unix_nano: start.value(row),
+            end_unix_nano: end.value(row),
+            error: status.value(row) == STATUS_ERROR,
+            placement: Placement {
+                service: service.get(row).unwrap_or(tracegate_storage::UNKNOWN_SERVICE).to_string(),
+                namespace: owned(&namespace, row),
+                workload: owned(&workload, row),
+                version: owned(&version, row),
+                pod: owned(&pod, row),
+            },
+            peer: owned(&peer, row),
+        });
+    }
+    Ok(())
+}

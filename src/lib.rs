@@ -1,0 +1,30 @@
+//! The `tracegate` binary's commands: `serve`, `demo` and `loadgen`, plus the simulated
+//! mesh they share with the benchmarks and end-to-end tests.
+
+pub mod config;
+pub mod demo;
+pub mod loadgen;
+pub mod serve;
+pub mod sim;
+
+use clap::{Parser, Subcommand};
+
+/// tracegate: a distributed-tracing collector and analysis engine for service meshes.
+#[derive(Debug, Parser)]
+#[command(name = "tracegate", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the collector, storage, analysis and HTTP API until SIGINT/SIGTERM.
+    Serve(config::ServeArgs),
+    /// Run the server on a throw-away data dir with simulated mesh traffic.
+    Demo(demo::DemoArgs),
+    /// Send simulated mesh traffic to a running collector over OTLP.
+    Loadgen(loadgen::LoadgenArgs),
+}

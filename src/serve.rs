@@ -1,0 +1,195 @@
+//! `tracegate serve`: binds the listeners, replays the WAL, serves OTLP and the HTTP
+//! API until told to stop, then drains and flushes.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracegate_collector::{Ingestor, grpc_service, http_router};
+use tracegate_storage::{CommitObserver, Store, StoreConfig};
+use tracegate_ui_api::{AppState, api_router};
+
+use crate::config::ServeConfig;
+
+/// The addresses the server actually listens on, as written to `ports.json`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct BoundAddrs {
+    /// OTLP/gRPC.
+    pub otlp_grpc: SocketAddr,
+    /// OTLP/HTTP.
+    pub otlp_http: SocketAddr,
+    /// Query API, web page and metrics.
+    pub http: SocketAddr,
+}
+
+fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("failed to bind the {what} listener to {addr}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+fn write_ports(data_dir: &Path, addrs: &BoundAddrs) -> anyhow::Result<()> {
+    let path = data_dir.join("ports.json");
+    let tmp = data_dir.join("ports.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(addrs)?)
+        .with_context(|| format!("failed to write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(())
+}
+
+/// Waits until `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Runs the server until `shutdown` resolves. `on_ready` is called with the bound
+/// addresses once every listener is up and the WAL is replayed.
+///
+/// # Errors
+/// When a listener cannot be bound or the data directory cannot be opened.
+pub async fn run(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()>,
+    on_ready: impl FnOnce(BoundAddrs),
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("failed to create data dir {}", config.data_dir.display()))?;
+
+    // Bind everything first, so that ports.json and /ready tell the truth early.
+    let http = bind(config.http_addr, "HTTP API")?;
+    let otlp_grpc = bind(config.otlp_grpc_addr, "OTLP/gRPC")?;
+    let otlp_http = bind(config.otlp_http_addr, "OTLP/HTTP")?;
+    let addrs = BoundAddrs {
+        otlp_grpc: otlp_grpc.local_addr()?,
+        otlp_http: otlp_http.local_addr()?,
+        http: http.local_addr()?,
+    };
+    write_ports(&config.data_dir, &addrs)?;
+    tracing::info!(
+        otlp_grpc = %addrs.otlp_grpc,
+        otlp_http = %addrs.otlp_http,
+        http = %addrs.http,
+        data_dir = %config.data_dir.display(),
+        "listeners bound"
+    );
+
+    // While the WAL replays, the HTTP address answers /health and a 503 /ready.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (starting_done_tx, starting_done_rx) = watch::channel(false);
+    let starting = tokio::spawn(
+        axum::serve(
+            TcpListener::from_std(http.try_clone()?)?,
+            starting_router(),
+        )
+        .with_graceful_shutdown(stopped(starting_done_rx))
+        .into_future(),
+    );
+
+    let store_config = StoreConfig {
+        max_head_spans: config.max_head_spans,
+        max_head_age: config.max_head_age,
+        max_memory_bytes: config.max_memory_bytes,
+        ..StoreConfig::new(&config.data_dir)
+    };
+    let observers: Vec<Arc<dyn CommitObserver>> = Vec::new();
+    let (store, replay) =
+        tokio::task::spawn_blocking(move || Store::open(store_config, observers)).await??;
+    tracing::info!(
+        num_files = replay.num_files,
+        num_records = replay.num_records,
+        num_spans = replay.num_spans,
+        truncated_bytes = replay.truncated_bytes,
+        num_segments = replay.num_segments,
+        elapsed_ms = replay.elapsed.as_millis() as u64,
+        "write-ahead log replayed"
+    );
+
+    let ingestor = Ingestor::new(store.clone(), config.max_request_bytes);
+    let state = AppState::new(store.clone(), ingestor.clone());
+    let _ = starting_done_tx.send(true);
+    let _ = starting.await;
+
+    let api = tokio::spawn(
+        axum::serve(TcpListener::from_std(http)?, api_router(state.clone()))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let otlp_http_server = tokio::spawn(
+        axum::serve(TcpListener::from_std(otlp_http)?, http_router(ingestor.clone()))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let grpc_incoming = tonic::transport::server::TcpIncoming::from(TcpListener::from_std(otlp_grpc)?);
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(grpc_service(ingestor.clone()))
+            .serve_with_incoming_shutdown(grpc_incoming, stopped(stop_rx.clone())),
+    );
+
+    state.set_ready();
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
+    on_ready(addrs);
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, draining requests");
+    let _ = stop_tx.send(true);
+    for (name, result) in [("HTTP API", api.await), ("OTLP/HTTP", otlp_http_server.await)] {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, server = name, "server stopped with an error"),
+            Err(error) => tracing::warn!(%error, server = name, "server task failed"),
+        }
+    }
+    match grpc.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "OTLP/gRPC server stopped with an error"),
+        Err(error) => tracing::warn!(%error, "OTLP/gRPC server task failed"),
+    }
+
+    let flushing = Instant::now();
+    tokio::task::spawn_blocking(move || store.shutdown()).await?;
+    tracing::info!(elapsed_ms = flushing.elapsed().as_millis() as u64, "head flushed; stopped");
+    Ok(())
+}
+
+fn starting_router() -> axum::Router {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/health", get(|| async { (StatusCode::OK, "ok\n") }))
+        .fallback(|| async {
+            (StatusCode::SERVICE_UNAVAILABLE, "starting: replaying the write-ahead log\n")
+        })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

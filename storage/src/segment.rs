@@ -1,0 +1,259 @@
+//! Immutable Parquet segments: how a sealed head is written, and how one trace is read
+//! back without a time range.
+//!
+//! Rows are sorted by trace id (then start time), so each row group covers a disjoint
+//! range of trace ids. The footer statistics of the `trace_id` column therefore act as
+//! a sparse index: finding a trace reads one row group, usually one page of it.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::{SortColumn, concat_batches, filter_record_batch, lexsort_to_indices};
+use arrow::compute::take_record_batch;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::{KeyValue, PageIndexPolicy};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::statistics::Statistics;
+use parquet::schema::types::ColumnPath;
+
+use crate::error::StorageError;
+use crate::schema::{col, span_schema};
+use crate::wal::sync_dir;
+
+const MIN_START_KEY: &str = "tracegate.min_start_unix_nano";
+const MAX_END_KEY: &str = "tracegate.max_end_unix_nano";
+/// Rows per row group: small enough that a trace lookup reads little, large enough
+/// that per-group overhead stays negligible.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// The trace-id range of one row group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RowGroupRange {
+    min: Vec<u8>,
+    max: Vec<u8>,
+}
+
+/// One Parquet segment file with what lookups need from its footer.
+#[derive(Debug)]
+pub struct Segment {
+    path: PathBuf,
+    generation: u64,
+    num_spans: u64,
+    bytes: u64,
+    min_start_unix_nano: i64,
+    max_end_unix_nano: i64,
+    row_groups: Vec<RowGroupRange>,
+    metadata: ArrowReaderMetadata,
+}
+
+/// The file name of segment `generation`.
+pub(crate) fn segment_file_name(generation: u64) -> String {
+    format!("{generation:010}.parquet")
+}
+
+impl Segment {
+    /// Sorts `batches` by trace id and writes them as segment `generation` in `dir`,
+    /// atomically (temporary file, sync, rename, directory sync).
+    ///
+    /// # Errors
+    /// When sorting or writing fails.
+    pub fn write(dir: &Path, generation: u64, batches: &[RecordBatch]) -> Result<Self, StorageError> {
+        let path = dir.join(segment_file_name(generation));
+        let tmp = dir.join(format!("{}.tmp", segment_file_name(generation)));
+        let sorted = sort_by_trace(batches)?;
+        let (min_start, max_end) = time_range(&sorted);
+
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_column_dictionary_enabled(ColumnPath::from(col::SPAN_ID), false)
+            .set_column_dictionary_enabled(ColumnPath::from(col::PARENT_SPAN_ID), false)
+            .set_key_value_metadata(Some(vec![
+                KeyValue::new(MIN_START_KEY.to_string(), min_start.to_string()),
+                KeyValue::new(MAX_END_KEY.to_string(), max_end.to_string()),
+            ]))
+            .build();
+        let file = File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
+        let parquet_err = |source| StorageError::Parquet { path: tmp.clone(), source };
+        let mut writer =
+            ArrowWriter::try_new(file, span_schema(), Some(props)).map_err(parquet_err)?;
+        writer.write(&sorted).map_err(parquet_err)?;
+        let file = writer.into_inner().map_err(parquet_err)?;
+        file.sync_all().map_err(|e| StorageError::io("sync", &tmp, e))?;
+        drop(file);
+        fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename", &tmp, e))?;
+        sync_dir(dir)?;
+        Self::open(&path)
+    }
+
+    /// Opens a segment file and reads its footer.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or its footer is not a span segment's.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let generation = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| StorageError::Corrupt(format!("bad segment name {}", path.display())))?;
+        let file = File::open(path).map_err(|e| StorageError::io("open", path, e))?;
+        let bytes = file.metadata().map_err(|e| StorageError::io("stat", path, e))?.len();
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let metadata = ArrowReaderMetadata::load(&file, options)
+            .map_err(|source| StorageError::Parquet { path: path.to_path_buf(), source })?;
+
+        let parquet = metadata.metadata();
+        let file_meta = parquet.file_metadata();
+        let read_key = |key: &str| -> Option<i64> {
+            file_meta
+                .key_value_metadata()?
+                .iter()
+                .find(|kv| kv.key == key)
+                .and_then(|kv| kv.value.as_deref()?.parse().ok())
+        };
+        let trace_column = file_meta
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.name() == col::TRACE_ID)
+            .ok_or_else(|| StorageError::schema(col::TRACE_ID, "in the segment"))?;
+        let mut row_groups = Vec::with_capacity(parquet.num_row_groups());
+        for rg in parquet.row_groups() {
+            let range = match rg.column(trace_column).statistics() {
+                Some(Statistics::FixedLenByteArray(stats)) => stats
+                    .min_bytes_opt()
+                    .zip(stats.max_bytes_opt())
+                    .map(|(min, max)| RowGroupRange { min: min.to_vec(), max: max.to_vec() }),
+                _ => None,
+            };
+            // Without statistics a row group must always be read.
+            row_groups.push(range.unwrap_or(RowGroupRange { min: vec![0; 16], max: vec![255; 16] }));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            generation,
+            num_spans: u64::try_from(file_meta.num_rows()).unwrap_or(0),
+            bytes,
+            min_start_unix_nano: read_key(MIN_START_KEY).unwrap_or(i64::MIN),
+            max_end_unix_nano: read_key(MAX_END_KEY).unwrap_or(i64::MAX),
+            row_groups,
+            metadata,
+        })
+    }
+
+    /// The file path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The generation: the last WAL generation whose spans this segment holds.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Number of spans stored.
+    pub fn num_spans(&self) -> u64 {
+        self.num_spans
+    }
+
+    /// File size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Earliest span start, Unix nanoseconds.
+    pub fn min_start_unix_nano(&self) -> i64 {
+        self.min_start_unix_nano
+    }
+
+    /// Latest span end, Unix nanoseconds.
+    pub fn max_end_unix_nano(&self) -> i64 {
+        self.max_end_unix_nano
+    }
+
+    /// True when the segment may hold spans overlapping `[start, end]`.
+    pub fn overlaps(&self, start_unix_nano: i64, end_unix_nano: i64) -> bool {
+        self.min_start_unix_nano <= end_unix_nano && self.max_end_unix_nano >= start_unix_nano
+    }
+
+    /// Reads the spans of one trace: only the row groups whose trace-id range holds it.
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn read_trace(&self, trace_id: &[u8]) -> Result<Vec<RecordBatch>, StorageError> {
+        let row_groups: Vec<usize> = self
+            .row_groups
+            .iter()
+            .enumerate()
+            .filter(|(_, rg)| rg.min.as_slice() <= trace_id && trace_id <= rg.max.as_slice())
+            .map(|(i, _)| i)
+            .collect();
+        if row_groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for batch in self.read(Some(row_groups))? {
+            let ids = batch
+                .column_by_name(col::TRACE_ID)
+                .and_then(|c| c.as_fixed_size_binary_opt())
+                .ok_or_else(|| StorageError::schema(col::TRACE_ID, "fixed-size binary"))?;
+            let mask: BooleanArray = (0..ids.len()).map(|i| Some(ids.value(i) == trace_id)).collect();
+            if mask.true_count() > 0 {
+                out.push(filter_record_batch(&batch, &mask)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads whole row groups (all of them when `row_groups` is `None`).
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn read(&self, row_groups: Option<Vec<usize>>) -> Result<Vec<RecordBatch>, StorageError> {
+        let parquet_err = |source| StorageError::Parquet { path: self.path.clone(), source };
+        let file = File::open(&self.path).map_err(|e| StorageError::io("open", &self.path, e))?;
+        let mut builder =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
+                .with_batch_size(64 * 1024);
+        if let Some(row_groups) = row_groups {
+            builder = builder.with_row_groups(row_groups);
+        }
+        let reader = builder.build().map_err(parquet_err)?;
+        let mut out = Vec::new();
+        for batch in reader {
+            out.push(batch?);
+        }
+        Ok(out)
+    }
+}
+
+/// Concatenates batches and sorts them by trace id, then start time.
+fn sort_by_trace(batches: &[RecordBatch]) -> Result<RecordBatch, StorageError> {
+    let all = concat_batches(&span_schema(), batches)?;
+    let column = |name: &str| -> Result<Arc<dyn Array>, StorageError> {
+        all.column_by_name(name).cloned().ok_or_else(|| StorageError::schema(name, "present"))
+    };
+    let indices = lexsort_to_indices(
+        &[
+            SortColumn { values: column(col::TRACE_ID)?, options: None },
+            SortColumn { values: column(col::START)?, options: None },
+        ],
+        None,
+    )?;
+    Ok(take_record_batch(&all, &indices)?)
+}
+
+/// The earliest start and latest end of a span batch.
+pub(crate) fn time_range(batch: &RecordBatch) -> (i64, i64) {
+    let min = |name: &str, max: bool| -> Option<i64> {
+        let array = batch.column_by_name(name)?.as_primitive_opt::<arrow::datatypes::Int64Type>()?;
+        if max { arrow::compute::max(array) } else { arrow::compute::min(array) }
+    };
+    (min(col::START, false).unwrap_or(0), min(col::END, true).unwrap_or(0))
+}

@@ -1,0 +1,25 @@
+//! The native API's trace endpoints (`/api/v1/traces/...`).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use serde_json::Value;
+use tracegate_collector::otlp_json::encode_export_request;
+use tracegate_query::{TraceData, parse_trace_id};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `GET /api/v1/traces/{traceID}`: the trace as lossless OTLP/JSON.
+///
+/// # Errors
+/// 400 for a malformed id, 404 for an unknown trace.
+pub(crate) async fn trace_otlp(
+    State(state): State<AppState>,
+    Path(trace_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_trace_id(&trace_id)?;
+    let trace = TraceData::fetch(&state.store.tables(), id)?;
+    let request = ExportTraceServiceRequest { resource_spans: trace.resource_spans()? };
+    Ok(Json(encode_export_request(&request)))
+}
