@@ -75,7 +75,8 @@ impl ServeArgs {
             None => ServeArgs::default(),
         };
         let pick = |flag: Option<SocketAddr>, file: Option<SocketAddr>, default: &str| {
-            flag.or(file).unwrap_or_else(|| default.parse().expect("valid default address"))
+            flag.or(file)
+                .unwrap_or_else(|| default.parse().expect("valid default address"))
         };
         let config = ServeConfig {
             data_dir: self
@@ -90,11 +91,19 @@ impl ServeArgs {
                 .max_request_bytes
                 .or(file.max_request_bytes)
                 .unwrap_or(16 << 20),
-            max_head_spans: self.max_head_spans.or(file.max_head_spans).unwrap_or(1_000_000),
+            max_head_spans: self
+                .max_head_spans
+                .or(file.max_head_spans)
+                .unwrap_or(1_000_000),
             max_head_age: Duration::from_secs(
-                self.max_head_age_seconds.or(file.max_head_age_seconds).unwrap_or(60),
+                self.max_head_age_seconds
+                    .or(file.max_head_age_seconds)
+                    .unwrap_or(60),
             ),
-            max_memory_bytes: self.max_memory_bytes.or(file.max_memory_bytes).unwrap_or(1 << 30),
+            max_memory_bytes: self
+                .max_memory_bytes
+                .or(file.max_memory_bytes)
+                .unwrap_or(1 << 30),
         };
         if config.max_request_bytes == 0 || config.max_head_spans == 0 {
             bail!("max-request-bytes and max-head-spans must be positive");
@@ -120,7 +129,11 @@ mod tests {
     fn flag_beats_file_beats_default() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tracegate.toml");
-        std::fs::write(&file, "data-dir = \"/from/file\"\nhttp-addr = \"127.0.0.1:9999\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "data-dir = \"/from/file\"\nhttp-addr = \"127.0.0.1:9999\"\n",
+        )
+        .unwrap();
         let args = ServeArgs {
             config: Some(file),
             http_addr: Some("127.0.0.1:1234".parse().unwrap()),
@@ -137,7 +150,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "data_dri = \"x\"\n").unwrap();
-        let error = ServeArgs { config: Some(file), ..Default::default() }.resolve().unwrap_err();
+        let error = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
         assert!(format!("{error:#}").contains("unknown field"), "{error:#}");
     }
 }

@@ -70,19 +70,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let _ = ready_tx.send(addrs);
     }));
 
-    let addrs = ready_rx.await.context("the server stopped before it was ready")?;
+    let addrs = ready_rx
+        .await
+        .context("the server stopped before it was ready")?;
     let base = format!("http://{}", addrs.http);
-    println!("tracegate demo is running (data in {}, deleted on exit)", data_dir.path().display());
+    println!(
+        "tracegate demo is running (data in {}, deleted on exit)",
+        data_dir.path().display()
+    );
     println!("  scenario:            {}", args.scenario);
     println!("  OTLP/gRPC:           {}", addrs.otlp_grpc);
-    println!("  OTLP/HTTP:           http://{}/v1/traces", addrs.otlp_http);
+    println!(
+        "  OTLP/HTTP:           http://{}/v1/traces",
+        addrs.otlp_http
+    );
     println!("  services (Jaeger):   {base}/api/services");
     println!("  search (Jaeger):     {base}/api/traces?service=frontend&limit=5");
     println!("  dependencies:        {base}/api/dependencies");
     println!("  service graph:       {base}/api/v1/graph?by=version");
     println!("  demarcation:         {base}/api/v1/demarcation");
     println!("  outliers:            {base}/api/v1/outliers");
-    println!("  canary verdict:      {base}/api/v1/canary/verdict?service=reviews&baseline_version=v1&canary_version=v2&window=5m");
+    println!(
+        "  canary verdict:      {base}/api/v1/canary/verdict?service=reviews&baseline_version=v1&canary_version=v2&window=5m"
+    );
     println!("  metrics:             {base}/metrics");
     println!("  OpenAPI:             {base}/api/openapi.yaml");
     println!("Press Ctrl-C to stop.");
@@ -91,7 +101,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         endpoint: addrs.otlp_grpc.to_string(),
         protocol: Protocol::Grpc,
         rate: args.rate,
-        duration: args.duration.unwrap_or(Duration::from_secs(365 * 24 * 3600)),
+        duration: args
+            .duration
+            .unwrap_or(Duration::from_secs(365 * 24 * 3600)),
         max_traces: None,
         scenario: args.scenario,
         batch: 10,

@@ -128,7 +128,8 @@ impl Sender {
                     .connect()
                     .await
                     .with_context(|| format!("cannot connect to OTLP/gRPC at {url}"))?;
-                let mut client = TraceServiceClient::new(channel).max_decoding_message_size(64 << 20);
+                let mut client =
+                    TraceServiceClient::new(channel).max_decoding_message_size(64 << 20);
                 if args.gzip {
                     client = client.send_compressed(CompressionEncoding::Gzip);
                 }
@@ -150,10 +151,17 @@ impl Sender {
                         .partial_success
                         .map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0)),
                 },
-                Err(status) if matches!(status.code(), tonic::Code::Unavailable | tonic::Code::ResourceExhausted) => {
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+                    ) =>
+                {
                     Outcome::Retry(status.message().to_string())
                 }
-                Err(status) => Outcome::Failed(format!("{:?}: {}", status.code(), status.message())),
+                Err(status) => {
+                    Outcome::Failed(format!("{:?}: {}", status.code(), status.message()))
+                }
             },
             Self::Http { url, agent } => {
                 let (url, agent) = (url.clone(), agent.clone());
@@ -166,14 +174,21 @@ impl Sender {
                         .http_status_as_error(false)
                         .build()
                         .send(&body[..])
-                        .map(|mut r| (r.status().as_u16(), r.body_mut().read_to_vec().unwrap_or_default()))
+                        .map(|mut r| {
+                            (
+                                r.status().as_u16(),
+                                r.body_mut().read_to_vec().unwrap_or_default(),
+                            )
+                        })
                 })
                 .await;
                 match result {
                     Ok(Ok((200, body))) => {
                         let response = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(body.as_slice()).unwrap_or_default();
                         Outcome::Accepted {
-                            rejected: response.partial_success.map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0)),
+                            rejected: response
+                                .partial_success
+                                .map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0)),
                         }
                     }
                     Ok(Ok((429 | 503, _))) => Outcome::Retry("overloaded".to_string()),
@@ -187,7 +202,9 @@ impl Sender {
 }
 
 fn now_unix_nano() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Sends simulated traffic as `args` says and returns what happened.
@@ -211,8 +228,10 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadReport> {
     } else {
         let bar = ProgressBar::new(args.duration.as_secs().max(1));
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len}s {msg}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len}s {msg}",
+            )
+            .expect("valid template"),
         );
         bar
     };
@@ -220,7 +239,8 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadReport> {
     let started = Instant::now();
     let mut report = LoadReport::default();
     let mut tasks = tokio::task::JoinSet::new();
-    while started.elapsed() < args.duration && args.max_traces.is_none_or(|max| report.traces < max) {
+    while started.elapsed() < args.duration && args.max_traces.is_none_or(|max| report.traces < max)
+    {
         // Pace: the number of traces due by now at the asked rate.
         if args.rate > 0.0 {
             let due = (started.elapsed().as_secs_f64() * args.rate) as u64;
@@ -234,15 +254,23 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadReport> {
         let remaining = args.max_traces.map_or(u64::MAX, |max| max - report.traces);
         let count = (args.batch as u64).min(remaining) as usize;
         let start = now_unix_nano();
-        let traces: Vec<_> = (0..count).map(|i| mesh.trace(start + i as u64 * 1_000)).collect();
+        let traces: Vec<_> = (0..count)
+            .map(|i| mesh.trace(start + i as u64 * 1_000))
+            .collect();
         let num_spans: u64 = traces.iter().map(|t| t.num_spans() as u64).sum();
         let request = to_request(&traces);
         report.traces += count as u64;
         report.spans += num_spans;
 
-        let permit = Arc::clone(&permits).acquire_owned().await.expect("semaphore stays open");
-        let (sender, task_counters, latencies) =
-            (sender.clone(), Arc::clone(&counters), Arc::clone(&latencies));
+        let permit = Arc::clone(&permits)
+            .acquire_owned()
+            .await
+            .expect("semaphore stays open");
+        let (sender, task_counters, latencies) = (
+            sender.clone(),
+            Arc::clone(&counters),
+            Arc::clone(&latencies),
+        );
         tasks.spawn(async move {
             let counters = task_counters;
             let _permit = permit;
@@ -252,7 +280,9 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadReport> {
                 match sender.send(request.clone()).await {
                     Outcome::Accepted { rejected } => {
                         latencies.record(sent.elapsed());
-                        counters.acknowledged.fetch_add(num_spans - rejected, Ordering::Relaxed);
+                        counters
+                            .acknowledged
+                            .fetch_add(num_spans - rejected, Ordering::Relaxed);
                         counters.rejected.fetch_add(rejected, Ordering::Relaxed);
                         return;
                     }

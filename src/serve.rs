@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracegate_collector::{Ingestor, grpc_service, http_router};
+use tracegate_query::graph::LiveGraph;
 use tracegate_storage::{CommitObserver, Store, StoreConfig};
 use tracegate_ui_api::{AppState, api_router};
 
@@ -84,12 +85,9 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (starting_done_tx, starting_done_rx) = watch::channel(false);
     let starting = tokio::spawn(
-        axum::serve(
-            TcpListener::from_std(http.try_clone()?)?,
-            starting_router(),
-        )
-        .with_graceful_shutdown(stopped(starting_done_rx))
-        .into_future(),
+        axum::serve(TcpListener::from_std(http.try_clone()?)?, starting_router())
+            .with_graceful_shutdown(stopped(starting_done_rx))
+            .into_future(),
     );
 
     let store_config = StoreConfig {
@@ -98,9 +96,9 @@ pub async fn run(
         max_memory_bytes: config.max_memory_bytes,
         ..StoreConfig::new(&config.data_dir)
     };
-    let observers: Vec<Arc<dyn CommitObserver>> = Vec::new();
-    let (store, replay) =
-        tokio::task::spawn_blocking(move || Store::open(store_config, observers)).await??;
+    let data_dir = config.data_dir.clone();
+    let (store, replay, graph) =
+        tokio::task::spawn_blocking(move || open_storage(&data_dir, store_config)).await??;
     tracing::info!(
         num_files = replay.num_files,
         num_records = replay.num_records,
@@ -112,7 +110,7 @@ pub async fn run(
     );
 
     let ingestor = Ingestor::new(store.clone(), config.max_request_bytes);
-    let state = AppState::new(store.clone(), ingestor.clone());
+    let state = AppState::new(store.clone(), ingestor.clone(), graph);
     let _ = starting_done_tx.send(true);
     let _ = starting.await;
 
@@ -122,11 +120,15 @@ pub async fn run(
             .into_future(),
     );
     let otlp_http_server = tokio::spawn(
-        axum::serve(TcpListener::from_std(otlp_http)?, http_router(ingestor.clone()))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
+        axum::serve(
+            TcpListener::from_std(otlp_http)?,
+            http_router(ingestor.clone()),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future(),
     );
-    let grpc_incoming = tonic::transport::server::TcpIncoming::from(TcpListener::from_std(otlp_grpc)?);
+    let grpc_incoming =
+        tonic::transport::server::TcpIncoming::from(TcpListener::from_std(otlp_grpc)?);
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(grpc_service(ingestor.clone()))
@@ -140,7 +142,10 @@ pub async fn run(
     shutdown.await;
     tracing::info!("shutting down: no new connections, draining requests");
     let _ = stop_tx.send(true);
-    for (name, result) in [("HTTP API", api.await), ("OTLP/HTTP", otlp_http_server.await)] {
+    for (name, result) in [
+        ("HTTP API", api.await),
+        ("OTLP/HTTP", otlp_http_server.await),
+    ] {
         match result {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, server = name, "server stopped with an error"),
@@ -155,8 +160,43 @@ pub async fn run(
 
     let flushing = Instant::now();
     tokio::task::spawn_blocking(move || store.shutdown()).await?;
-    tracing::info!(elapsed_ms = flushing.elapsed().as_millis() as u64, "head flushed; stopped");
+    tracing::info!(
+        elapsed_ms = flushing.elapsed().as_millis() as u64,
+        "head flushed; stopped"
+    );
     Ok(())
+}
+
+/// Opens the graph from its snapshot, then the store (whose WAL replay feeds the graph),
+/// then feeds the graph any segment newer than its snapshot.
+fn open_storage(
+    data_dir: &Path,
+    store_config: StoreConfig,
+) -> anyhow::Result<(Store, tracegate_storage::ReplayReport, Arc<LiveGraph>)> {
+    let (graph, graph_generation) = LiveGraph::load(data_dir)?;
+    let graph = Arc::new(graph);
+    let observers: Vec<Arc<dyn CommitObserver>> =
+        vec![Arc::clone(&graph) as Arc<dyn CommitObserver>];
+    let (store, replay) = Store::open(store_config, observers)?;
+    let mut rebuilt = 0u64;
+    for segment in store
+        .tables()
+        .segments
+        .iter()
+        .filter(|s| s.generation() > graph_generation)
+    {
+        for batch in segment.read(None)? {
+            graph.ingest(&batch)?;
+            rebuilt += batch.num_rows() as u64;
+        }
+    }
+    if rebuilt > 0 {
+        tracing::info!(
+            num_spans = rebuilt,
+            "service graph rebuilt from segments newer than its snapshot"
+        );
+    }
+    Ok((store, replay, graph))
 }
 
 fn starting_router() -> axum::Router {
@@ -165,7 +205,10 @@ fn starting_router() -> axum::Router {
     axum::Router::new()
         .route("/health", get(|| async { (StatusCode::OK, "ok\n") }))
         .fallback(|| async {
-            (StatusCode::SERVICE_UNAVAILABLE, "starting: replaying the write-ahead log\n")
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "starting: replaying the write-ahead log\n",
+            )
         })
 }
 

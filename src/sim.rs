@@ -67,7 +67,11 @@ struct Workload {
 }
 
 fn kv(key: &str, value: Value) -> KeyValue {
-    KeyValue { key: key.to_string(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
 }
 
 fn s(key: &str, value: &str) -> KeyValue {
@@ -107,7 +111,11 @@ fn workload(
                 ],
                 ..Default::default()
             };
-            Pod { service, resource, pod }
+            Pod {
+                service,
+                resource,
+                pod,
+            }
         })
         .collect();
     Workload { pods }
@@ -152,7 +160,9 @@ impl GeneratedTrace {
 }
 
 /// Groups spans of many traces into one OTLP request, one `ResourceSpans` per pod.
-pub fn to_request<'a>(traces: impl IntoIterator<Item = &'a GeneratedTrace>) -> ExportTraceServiceRequest {
+pub fn to_request<'a>(
+    traces: impl IntoIterator<Item = &'a GeneratedTrace>,
+) -> ExportTraceServiceRequest {
     let mut groups: Vec<(String, ResourceSpans)> = Vec::new();
     for trace in traces {
         for emitted in &trace.spans {
@@ -178,10 +188,14 @@ pub fn to_request<'a>(traces: impl IntoIterator<Item = &'a GeneratedTrace>) -> E
                     groups.len() - 1
                 }
             };
-            groups[index].1.scope_spans[0].spans.push(emitted.span.clone());
+            groups[index].1.scope_spans[0]
+                .spans
+                .push(emitted.span.clone());
         }
     }
-    ExportTraceServiceRequest { resource_spans: groups.into_iter().map(|(_, rs)| rs).collect() }
+    ExportTraceServiceRequest {
+        resource_spans: groups.into_iter().map(|(_, rs)| rs).collect(),
+    }
 }
 
 /// A call in progress: the span and the time cursor of its children.
@@ -196,13 +210,34 @@ impl Mesh {
         Self {
             scenario,
             rng: SmallRng::seed_from_u64(seed),
-            frontend: workload("frontend", "frontend", "deployment", "1.4.2", 3, "5c7d9b8f4"),
-            catalog: workload("productcatalog", "productcatalog", "deployment", "2.1.0", 2, "6b8c4d7f9"),
+            frontend: workload(
+                "frontend",
+                "frontend",
+                "deployment",
+                "1.4.2",
+                3,
+                "5c7d9b8f4",
+            ),
+            catalog: workload(
+                "productcatalog",
+                "productcatalog",
+                "deployment",
+                "2.1.0",
+                2,
+                "6b8c4d7f9",
+            ),
             cart: workload("cart", "cart", "deployment", "1.9.3", 3, "7d9f8b6c5"),
             reviews_v1: workload("reviews", "reviews-v1", "deployment", "v1", 3, "84d6c9f7b"),
             reviews_v2: workload("reviews", "reviews-v2", "deployment", "v2", 1, "9f5b7c8d6"),
             ratings: workload("ratings", "ratings", "deployment", "1.0.7", 2, "5f6d8c9b7"),
-            checkout: workload("checkout", "checkout", "deployment", "3.0.1", 2, "4c8b7d6f5"),
+            checkout: workload(
+                "checkout",
+                "checkout",
+                "deployment",
+                "3.0.1",
+                2,
+                "4c8b7d6f5",
+            ),
             payment: workload("payment", "payment", "deployment", "1.2.0", 2, "8d7c6b5f4"),
             fulfillment: workload("fulfillment", "fulfillment", "statefulset", "0.9.4", 2, ""),
         }
@@ -218,7 +253,11 @@ impl Mesh {
     /// A latency in nanoseconds: log-normal around `median_ms` with a heavy tail.
     fn latency(&mut self, median_ms: f64) -> u64 {
         let normal: f64 = (0..4).map(|_| self.rng.random::<f64>()).sum::<f64>() - 2.0;
-        let tail = if self.rng.random::<f64>() < 0.02 { 3.0 } else { 1.0 };
+        let tail = if self.rng.random::<f64>() < 0.02 {
+            3.0
+        } else {
+            1.0
+        };
         (median_ms * (normal * 0.6).exp() * tail * 1e6) as u64
     }
 
@@ -242,13 +281,31 @@ impl Mesh {
             5..=7 => "/product/{id}",
             _ => "/cart/checkout",
         };
-        let root = self.push(&mut spans, trace_id, None, &frontend, &format!("GET {route}"), 2, start_unix_nano);
+        let root = self.push(
+            &mut spans,
+            trace_id,
+            None,
+            &frontend,
+            &format!("GET {route}"),
+            2,
+            start_unix_nano,
+        );
         spans[root].span.attributes.extend([
-            s("http.request.method", if route == "/cart/checkout" { "POST" } else { "GET" }),
+            s(
+                "http.request.method",
+                if route == "/cart/checkout" {
+                    "POST"
+                } else {
+                    "GET"
+                },
+            ),
             s("http.route", route),
             s("url.scheme", "http"),
         ]);
-        let mut cursor = Call { index: root, start: start_unix_nano + self.latency(0.3) };
+        let mut cursor = Call {
+            index: root,
+            start: start_unix_nano + self.latency(0.3),
+        };
 
         self.call_catalog(&mut spans, trace_id, &frontend, &mut cursor);
         self.call_cart(&mut spans, trace_id, &frontend, &mut cursor);
@@ -260,18 +317,28 @@ impl Mesh {
 
         // The root ends after its last child, and fails when a child it depends on did.
         let end = cursor.start + self.latency(0.4);
-        let failed = spans.iter().any(|e| e.span.parent_span_id == spans[root].span.span_id && is_error(&e.span));
+        let failed = spans
+            .iter()
+            .any(|e| e.span.parent_span_id == spans[root].span.span_id && is_error(&e.span));
         let root_span = &mut spans[root].span;
         root_span.end_time_unix_nano = end;
         let code = if failed { 500 } else { 200 };
-        root_span.attributes.push(i("http.response.status_code", code));
+        root_span
+            .attributes
+            .push(i("http.response.status_code", code));
         if failed {
-            root_span.status = Some(Status { code: 2, message: "upstream call failed".to_string() });
+            root_span.status = Some(Status {
+                code: 2,
+                message: "upstream call failed".to_string(),
+            });
         }
         GeneratedTrace { spans }
     }
 
-    #[expect(clippy::too_many_arguments, reason = "a span has this many coordinates")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a span has this many coordinates"
+    )]
     fn push(
         &mut self,
         spans: &mut Vec<Emitted>,
@@ -301,12 +368,20 @@ impl Mesh {
     }
 
     fn span_id(spans: &[Emitted], index: usize) -> [u8; 8] {
-        spans[index].span.span_id.as_slice().try_into().expect("8-byte span id")
+        spans[index]
+            .span
+            .span_id
+            .as_slice()
+            .try_into()
+            .expect("8-byte span id")
     }
 
     /// A CLIENT span in `caller` and the SERVER span in `callee` it leads to; the
     /// server's own work (including its downstream calls) runs through `serve`.
-    #[expect(clippy::too_many_arguments, reason = "one call has this many coordinates")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call has this many coordinates"
+    )]
     fn rpc(
         &mut self,
         spans: &mut Vec<Emitted>,
@@ -320,11 +395,30 @@ impl Mesh {
     ) -> bool {
         let parent_id = Self::span_id(spans, parent.index);
         let client_start = parent.start;
-        let client = self.push(spans, trace_id, Some(parent_id), caller, name, 3, client_start);
+        let client = self.push(
+            spans,
+            trace_id,
+            Some(parent_id),
+            caller,
+            name,
+            3,
+            client_start,
+        );
         let network = self.latency(0.4);
         let server_start = client_start + network / 2;
-        let server = self.push(spans, trace_id, Some(Self::span_id(spans, client)), callee, name, 2, server_start);
-        let mut inner = Call { index: server, start: server_start + self.latency(0.1) };
+        let server = self.push(
+            spans,
+            trace_id,
+            Some(Self::span_id(spans, client)),
+            callee,
+            name,
+            2,
+            server_start,
+        );
+        let mut inner = Call {
+            index: server,
+            start: server_start + self.latency(0.1),
+        };
         let error = serve(self, spans, &mut inner);
         let server_end = inner.start + self.latency(0.2);
         let client_end = server_end + network / 2;
@@ -342,13 +436,23 @@ impl Mesh {
                 vec![
                     s("http.request.method", "GET"),
                     s("http.route", name.split_once(' ').map_or(name, |(_, r)| r)),
-                    i("http.response.status_code", if status_ok { 200 } else { 503 }),
+                    i(
+                        "http.response.status_code",
+                        if status_ok { 200 } else { 503 },
+                    ),
                 ]
             }
         };
         let failed = error.is_some();
         for (index, end, extra) in [
-            (client, client_end, vec![s("server.address", callee.service), s("peer.service", callee.service)]),
+            (
+                client,
+                client_end,
+                vec![
+                    s("server.address", callee.service),
+                    s("peer.service", callee.service),
+                ],
+            ),
             (server, server_end, Vec::new()),
         ] {
             let span = &mut spans[index].span;
@@ -356,23 +460,35 @@ impl Mesh {
             span.attributes.extend(protocol_attributes(!failed));
             span.attributes.extend(extra);
             if let Some(message) = error {
-                span.status = Some(Status { code: 2, message: message.to_string() });
+                span.status = Some(Status {
+                    code: 2,
+                    message: message.to_string(),
+                });
             }
         }
         if failed {
-            spans[server].span.events.push(opentelemetry_proto::tonic::trace::v1::span::Event {
-                time_unix_nano: server_end,
-                name: "exception".to_string(),
-                attributes: vec![s("exception.type", "UpstreamError"), s("exception.message", error.unwrap_or_default())],
-                dropped_attributes_count: 0,
-            });
+            spans[server]
+                .span
+                .events
+                .push(opentelemetry_proto::tonic::trace::v1::span::Event {
+                    time_unix_nano: server_end,
+                    name: "exception".to_string(),
+                    attributes: vec![
+                        s("exception.type", "UpstreamError"),
+                        s("exception.message", error.unwrap_or_default()),
+                    ],
+                    dropped_attributes_count: 0,
+                });
         }
         parent.start = client_end + self.latency(0.05);
         !failed
     }
 
     /// A CLIENT span to an uninstrumented peer (database, cache, external API).
-    #[expect(clippy::too_many_arguments, reason = "a leaf call has this many coordinates")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a leaf call has this many coordinates"
+    )]
     fn leaf(
         &mut self,
         spans: &mut Vec<Emitted>,
@@ -393,106 +509,224 @@ impl Mesh {
         span.end_time_unix_nano = end;
         span.attributes = attributes;
         if failed {
-            span.status = Some(Status { code: 2, message: "connection reset by peer".to_string() });
+            span.status = Some(Status {
+                code: 2,
+                message: "connection reset by peer".to_string(),
+            });
         }
         parent.start = end + self.latency(0.05);
         !failed
     }
 
-    fn call_catalog(&mut self, spans: &mut Vec<Emitted>, trace_id: [u8; 16], frontend: &Pod, cursor: &mut Call) {
+    fn call_catalog(
+        &mut self,
+        spans: &mut Vec<Emitted>,
+        trace_id: [u8; 16],
+        frontend: &Pod,
+        cursor: &mut Call,
+    ) {
         let pod = self.pick(|m| &m.catalog);
-        let slow = if self.scenario == Scenario::SlowDependency { 5.0 } else { 1.0 };
+        let slow = if self.scenario == Scenario::SlowDependency {
+            5.0
+        } else {
+            1.0
+        };
         let db_pod = pod.clone();
-        self.rpc(spans, trace_id, frontend, cursor, &pod, "catalog.ProductCatalog/ListProducts", true, move |mesh, spans, call| {
-            let attributes = vec![
-                s("db.system", "postgresql"),
-                s("db.namespace", "catalog"),
-                s("db.operation.name", "SELECT"),
-                s("server.address", "postgres-0.postgres.shop.svc"),
-                i("server.port", 5432),
-            ];
-            let ok = mesh.leaf(spans, trace_id, &db_pod, call, "SELECT catalog.products", attributes, 4.0 * slow, 0.001);
-            (!ok).then_some("database query failed")
-        });
+        self.rpc(
+            spans,
+            trace_id,
+            frontend,
+            cursor,
+            &pod,
+            "catalog.ProductCatalog/ListProducts",
+            true,
+            move |mesh, spans, call| {
+                let attributes = vec![
+                    s("db.system", "postgresql"),
+                    s("db.namespace", "catalog"),
+                    s("db.operation.name", "SELECT"),
+                    s("server.address", "postgres-0.postgres.shop.svc"),
+                    i("server.port", 5432),
+                ];
+                let ok = mesh.leaf(
+                    spans,
+                    trace_id,
+                    &db_pod,
+                    call,
+                    "SELECT catalog.products",
+                    attributes,
+                    4.0 * slow,
+                    0.001,
+                );
+                (!ok).then_some("database query failed")
+            },
+        );
     }
 
-    fn call_cart(&mut self, spans: &mut Vec<Emitted>, trace_id: [u8; 16], frontend: &Pod, cursor: &mut Call) {
+    fn call_cart(
+        &mut self,
+        spans: &mut Vec<Emitted>,
+        trace_id: [u8; 16],
+        frontend: &Pod,
+        cursor: &mut Call,
+    ) {
         let pod = self.pick(|m| &m.cart);
         let burst = self.scenario == Scenario::ErrorBurst && pod.pod == FAILING_POD;
         let cache_pod = pod.clone();
         let failing = self.chance(if burst { 0.33 } else { 0.002 });
-        self.rpc(spans, trace_id, frontend, cursor, &pod, "GET /cart", false, move |mesh, spans, call| {
-            let attributes = vec![
-                s("db.system", "redis"),
-                s("db.operation.name", "GET"),
-                s("server.address", "redis.shop.svc"),
-            ];
-            mesh.leaf(spans, trace_id, &cache_pod, call, "GET", attributes, 0.6, 0.0);
-            failing.then_some("cart store unavailable")
-        });
+        self.rpc(
+            spans,
+            trace_id,
+            frontend,
+            cursor,
+            &pod,
+            "GET /cart",
+            false,
+            move |mesh, spans, call| {
+                let attributes = vec![
+                    s("db.system", "redis"),
+                    s("db.operation.name", "GET"),
+                    s("server.address", "redis.shop.svc"),
+                ];
+                mesh.leaf(
+                    spans, trace_id, &cache_pod, call, "GET", attributes, 0.6, 0.0,
+                );
+                failing.then_some("cart store unavailable")
+            },
+        );
     }
 
-    fn call_reviews(&mut self, spans: &mut Vec<Emitted>, trace_id: [u8; 16], frontend: &Pod, cursor: &mut Call) {
+    fn call_reviews(
+        &mut self,
+        spans: &mut Vec<Emitted>,
+        trace_id: [u8; 16],
+        frontend: &Pod,
+        cursor: &mut Call,
+    ) {
         // One request in five reaches the canary.
         let canary = self.chance(0.2);
-        let pod = if canary { self.pick(|m| &m.reviews_v2) } else { self.pick(|m| &m.reviews_v1) };
+        let pod = if canary {
+            self.pick(|m| &m.reviews_v2)
+        } else {
+            self.pick(|m| &m.reviews_v1)
+        };
         let regressed = canary && self.scenario == Scenario::CanaryRegression;
         let failing = self.chance(if regressed { 0.08 } else { 0.005 });
         let slow = if regressed { 1.5 } else { 1.0 };
         let caller = pod.clone();
-        self.rpc(spans, trace_id, frontend, cursor, &pod, "GET /reviews/{product}", false, move |mesh, spans, call| {
-            let ratings = mesh.pick(|m| &m.ratings);
-            mesh.rpc(spans, trace_id, &caller, call, &ratings, "ratings.Ratings/Get", true, |mesh, _, call| {
-                call.start += mesh.latency(1.5);
-                None
-            });
-            call.start += mesh.latency(3.0 * slow);
-            failing.then_some("review rendering failed")
-        });
+        self.rpc(
+            spans,
+            trace_id,
+            frontend,
+            cursor,
+            &pod,
+            "GET /reviews/{product}",
+            false,
+            move |mesh, spans, call| {
+                let ratings = mesh.pick(|m| &m.ratings);
+                mesh.rpc(
+                    spans,
+                    trace_id,
+                    &caller,
+                    call,
+                    &ratings,
+                    "ratings.Ratings/Get",
+                    true,
+                    |mesh, _, call| {
+                        call.start += mesh.latency(1.5);
+                        None
+                    },
+                );
+                call.start += mesh.latency(3.0 * slow);
+                failing.then_some("review rendering failed")
+            },
+        );
     }
 
-    fn call_checkout(&mut self, spans: &mut Vec<Emitted>, trace_id: [u8; 16], frontend: &Pod, cursor: &mut Call) {
+    fn call_checkout(
+        &mut self,
+        spans: &mut Vec<Emitted>,
+        trace_id: [u8; 16],
+        frontend: &Pod,
+        cursor: &mut Call,
+    ) {
         let pod = self.pick(|m| &m.checkout);
         let caller = pod.clone();
-        self.rpc(spans, trace_id, frontend, cursor, &pod, "checkout.Checkout/PlaceOrder", true, move |mesh, spans, call| {
-            let payment = mesh.pick(|m| &m.payment);
-            let payer = payment.clone();
-            let paid = mesh.rpc(spans, trace_id, &caller, call, &payment, "POST /charge", false, move |mesh, spans, call| {
-                let attributes = vec![
-                    s("http.request.method", "POST"),
-                    s("server.address", "api.stripe.example"),
-                    i("server.port", 443),
+        self.rpc(
+            spans,
+            trace_id,
+            frontend,
+            cursor,
+            &pod,
+            "checkout.Checkout/PlaceOrder",
+            true,
+            move |mesh, spans, call| {
+                let payment = mesh.pick(|m| &m.payment);
+                let payer = payment.clone();
+                let paid = mesh.rpc(
+                    spans,
+                    trace_id,
+                    &caller,
+                    call,
+                    &payment,
+                    "POST /charge",
+                    false,
+                    move |mesh, spans, call| {
+                        let attributes = vec![
+                            s("http.request.method", "POST"),
+                            s("server.address", "api.stripe.example"),
+                            i("server.port", 443),
+                        ];
+                        let ok = mesh.leaf(
+                            spans, trace_id, &payer, call, "POST", attributes, 25.0, 0.003,
+                        );
+                        (!ok).then_some("payment provider unreachable")
+                    },
+                );
+                if !paid {
+                    return Some("payment failed");
+                }
+                // Publish the order; the fulfillment consumer picks it up.
+                let parent_id = Self::span_id(spans, call.index);
+                let start = call.start;
+                let producer = mesh.push(
+                    spans,
+                    trace_id,
+                    Some(parent_id),
+                    &caller,
+                    "orders publish",
+                    4,
+                    start,
+                );
+                let end = start + mesh.latency(0.8);
+                spans[producer].span.end_time_unix_nano = end;
+                spans[producer].span.attributes = vec![
+                    s("messaging.system", "kafka"),
+                    s("messaging.destination.name", "orders"),
+                    s("messaging.operation.type", "publish"),
                 ];
-                let ok = mesh.leaf(spans, trace_id, &payer, call, "POST", attributes, 25.0, 0.003);
-                (!ok).then_some("payment provider unreachable")
-            });
-            if !paid {
-                return Some("payment failed");
-            }
-            // Publish the order; the fulfillment consumer picks it up.
-            let parent_id = Self::span_id(spans, call.index);
-            let start = call.start;
-            let producer = mesh.push(spans, trace_id, Some(parent_id), &caller, "orders publish", 4, start);
-            let end = start + mesh.latency(0.8);
-            spans[producer].span.end_time_unix_nano = end;
-            spans[producer].span.attributes = vec![
-                s("messaging.system", "kafka"),
-                s("messaging.destination.name", "orders"),
-                s("messaging.operation.type", "publish"),
-            ];
-            let consumer_pod = mesh.pick(|m| &m.fulfillment);
-            let consume_start = end + mesh.latency(5.0);
-            let producer_id = Self::span_id(spans, producer);
-            let consumer = mesh.push(spans, trace_id, Some(producer_id), &consumer_pod, "orders process", 5, consume_start);
-            spans[consumer].span.end_time_unix_nano = consume_start + mesh.latency(12.0);
-            spans[consumer].span.attributes = vec![
-                s("messaging.system", "kafka"),
-                s("messaging.destination.name", "orders"),
-                s("messaging.operation.type", "process"),
-            ];
-            call.start = end + mesh.latency(0.1);
-            None
-        });
+                let consumer_pod = mesh.pick(|m| &m.fulfillment);
+                let consume_start = end + mesh.latency(5.0);
+                let producer_id = Self::span_id(spans, producer);
+                let consumer = mesh.push(
+                    spans,
+                    trace_id,
+                    Some(producer_id),
+                    &consumer_pod,
+                    "orders process",
+                    5,
+                    consume_start,
+                );
+                spans[consumer].span.end_time_unix_nano = consume_start + mesh.latency(12.0);
+                spans[consumer].span.attributes = vec![
+                    s("messaging.system", "kafka"),
+                    s("messaging.destination.name", "orders"),
+                    s("messaging.operation.type", "process"),
+                ];
+                call.start = end + mesh.latency(0.1);
+                None
+            },
+        );
     }
 }
 
@@ -510,10 +744,17 @@ mod tests {
         for n in 0..200 {
             let trace = mesh.trace(1_700_000_000_000_000_000 + n * 1_000_000);
             let ids: Vec<&[u8]> = trace.spans().map(|(_, s)| s.span_id.as_slice()).collect();
-            let roots = trace.spans().filter(|(_, s)| s.parent_span_id.is_empty()).count();
+            let roots = trace
+                .spans()
+                .filter(|(_, s)| s.parent_span_id.is_empty())
+                .count();
             assert_eq!(roots, 1);
             for (_, span) in trace.spans() {
-                assert!(span.end_time_unix_nano >= span.start_time_unix_nano, "{}", span.name);
+                assert!(
+                    span.end_time_unix_nano >= span.start_time_unix_nano,
+                    "{}",
+                    span.name
+                );
                 if !span.parent_span_id.is_empty() {
                     assert!(ids.contains(&span.parent_span_id.as_slice()));
                 }
@@ -529,13 +770,21 @@ mod tests {
         for n in 0..3000 {
             let trace = mesh.trace(n * 1_000);
             for (resource, span) in trace.spans() {
-                let pod = resource.attributes.iter().find(|kv| kv.key == "k8s.pod.name").unwrap();
+                let pod = resource
+                    .attributes
+                    .iter()
+                    .find(|kv| kv.key == "k8s.pod.name")
+                    .unwrap();
                 let pod = match pod.value.as_ref().and_then(|v| v.value.as_ref()) {
                     Some(Value::StringValue(p)) => p.clone(),
                     _ => unreachable!(),
                 };
                 if span.kind == 2 && span.name == "GET /cart" && is_error(span) {
-                    if pod == FAILING_POD { failing_pod_errors += 1 } else { other_cart_errors += 1 }
+                    if pod == FAILING_POD {
+                        failing_pod_errors += 1
+                    } else {
+                        other_cart_errors += 1
+                    }
                 }
             }
         }

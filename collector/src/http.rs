@@ -40,7 +40,9 @@ enum Format {
 
 /// The router serving `POST /v1/traces`.
 pub fn http_router(ingestor: Ingestor) -> Router {
-    Router::new().route("/v1/traces", post(export)).with_state(ingestor)
+    Router::new()
+        .route("/v1/traces", post(export))
+        .with_state(ingestor)
 }
 
 async fn export(State(ingestor): State<Ingestor>, headers: HeaderMap, body: Body) -> Response {
@@ -149,9 +151,16 @@ fn success_response(format: Format, response: &ExportTraceServiceResponse) -> Re
 fn error_response(format: Format, error: &IngestError) -> Response {
     let kind = error.kind();
     let status: StatusCode = kind.http_status();
-    let rpc = RpcStatus { code: kind.grpc_code() as i32, message: error.to_string() };
+    let rpc = RpcStatus {
+        code: kind.grpc_code() as i32,
+        message: error.to_string(),
+    };
     let mut response = match format {
-        Format::Protobuf => (status, [(header::CONTENT_TYPE, PROTOBUF)], rpc.encode_to_vec())
+        Format::Protobuf => (
+            status,
+            [(header::CONTENT_TYPE, PROTOBUF)],
+            rpc.encode_to_vec(),
+        )
             .into_response(),
         Format::Json => {
             let body = serde_json::json!({"code": rpc.code, "message": rpc.message});
@@ -159,9 +168,10 @@ fn error_response(format: Format, error: &IngestError) -> Response {
         }
     };
     if kind == ErrorKind::Unavailable {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECONDS),
+        );
     }
     response
 }

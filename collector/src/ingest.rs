@@ -37,7 +37,11 @@ pub struct Ingestor {
 impl Ingestor {
     /// An ingestor writing to `store`, refusing bodies over `max_request_bytes`.
     pub fn new(store: Store, max_request_bytes: usize) -> Self {
-        Self { store, stats: Arc::default(), max_request_bytes }
+        Self {
+            store,
+            stats: Arc::default(),
+            max_request_bytes,
+        }
     }
 
     /// The request size limit in bytes (after decompression).
@@ -90,12 +94,18 @@ impl Ingestor {
                 Some(raw) if num_rejected == 0 => raw,
                 _ => without_spans(&request, &columnarized.rejected_positions).encode_to_vec(),
             };
-            self.stats.bytes_received.fetch_add(payload.len() as u64, Ordering::Relaxed);
+            self.stats
+                .bytes_received
+                .fetch_add(payload.len() as u64, Ordering::Relaxed);
             self.store.append(payload, batch).await?;
         }
 
-        self.stats.spans_accepted.fetch_add(num_accepted as u64, Ordering::Relaxed);
-        self.stats.spans_rejected.fetch_add(num_rejected as u64, Ordering::Relaxed);
+        self.stats
+            .spans_accepted
+            .fetch_add(num_accepted as u64, Ordering::Relaxed);
+        self.stats
+            .spans_rejected
+            .fetch_add(num_rejected as u64, Ordering::Relaxed);
         tracing::debug!(num_accepted, num_rejected, "export request stored");
         let partial_success = (num_rejected > 0).then(|| {
             let mut message = format!("{num_rejected} spans rejected: ");

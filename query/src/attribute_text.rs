@@ -15,7 +15,11 @@ pub fn attribute_text(value: Option<&AnyValue>) -> String {
         Value::DoubleValue(d) => d.to_string(),
         Value::BytesValue(bytes) => hex::encode(bytes),
         Value::ArrayValue(array) => {
-            let items: Vec<String> = array.values.iter().map(|v| attribute_text(Some(v))).collect();
+            let items: Vec<String> = array
+                .values
+                .iter()
+                .map(|v| attribute_text(Some(v)))
+                .collect();
             serde_json::to_string(&items).unwrap_or_default()
         }
         Value::KvlistValue(list) => {

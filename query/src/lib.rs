@@ -7,12 +7,18 @@
 //! ```
 
 mod attribute_text;
+pub mod canary;
+pub mod demarcation;
 mod error;
+pub mod graph;
 mod operations;
+pub mod outliers;
 mod search;
 pub mod span_view;
 mod table;
 mod trace;
+mod trace_set;
+pub mod tree;
 mod views;
 
 pub use attribute_text::attribute_text;
@@ -22,4 +28,6 @@ pub use search::{TraceHit, TraceQuery, search_traces};
 pub use span_view::{Placement, SpanKind, SpanView};
 pub use table::{TimeRange, span_session, spans_frame};
 pub use trace::TraceData;
+pub use trace_set::{TraceSelection, TraceSet, load_traces};
+pub use tree::CallTree;
 pub use views::{STATUS_ERROR, append_span_views, span_views};

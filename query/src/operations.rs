@@ -48,7 +48,10 @@ pub async fn list_operations(
         frame = frame.filter(col(column::SERVICE).eq(lit(service)))?;
     }
     let batches = frame
-        .aggregate(vec![col(column::SERVICE), col(column::NAME), col(column::KIND)], vec![])?
+        .aggregate(
+            vec![col(column::SERVICE), col(column::NAME), col(column::KIND)],
+            vec![],
+        )?
         .collect()
         .await?;
 

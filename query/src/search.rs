@@ -49,7 +49,10 @@ pub struct TraceHit {
 ///
 /// # Errors
 /// When the query engine fails.
-pub async fn search_traces(tables: &Tables, query: &TraceQuery) -> Result<Vec<TraceHit>, QueryError> {
+pub async fn search_traces(
+    tables: &Tables,
+    query: &TraceQuery,
+) -> Result<Vec<TraceHit>, QueryError> {
     let range = query.range.unwrap_or(TimeRange::ALL);
     let ctx = span_session();
     let frame = spans_frame(&ctx, tables, range).await?;
@@ -90,10 +93,15 @@ pub async fn search_traces(tables: &Tables, query: &TraceQuery) -> Result<Vec<Tr
     }
     let mut hits: Vec<TraceHit> = latest
         .into_iter()
-        .map(|(trace_id, latest_start_unix_nano)| TraceHit { trace_id, latest_start_unix_nano })
+        .map(|(trace_id, latest_start_unix_nano)| TraceHit {
+            trace_id,
+            latest_start_unix_nano,
+        })
         .collect();
     hits.sort_by(|a, b| {
-        b.latest_start_unix_nano.cmp(&a.latest_start_unix_nano).then(a.trace_id.cmp(&b.trace_id))
+        b.latest_start_unix_nano
+            .cmp(&a.latest_start_unix_nano)
+            .then(a.trace_id.cmp(&b.trace_id))
     });
     hits.truncate(query.limit.max(1));
     Ok(hits)
@@ -130,7 +138,11 @@ fn collect_hits(
         .column_by_name(column::START)
         .and_then(|c| c.as_primitive_opt::<Int64Type>())
         .ok_or_else(|| QueryError::BadRequest("search result lacks start times".to_string()))?;
-    let rows = if residual_tags.is_empty() { None } else { Some(SpanRows::new(batch)?) };
+    let rows = if residual_tags.is_empty() {
+        None
+    } else {
+        Some(SpanRows::new(batch)?)
+    };
 
     for row in 0..batch.num_rows() {
         if let Some(rows) = &rows
@@ -142,7 +154,10 @@ fn collect_hits(
             continue;
         };
         let start = starts.value(row);
-        latest.entry(trace_id).and_modify(|s| *s = (*s).max(start)).or_insert(start);
+        latest
+            .entry(trace_id)
+            .and_modify(|s| *s = (*s).max(start))
+            .or_insert(start);
     }
     Ok(())
 }
@@ -159,9 +174,7 @@ fn tags_match(rows: &SpanRows<'_>, row: usize, tags: &[(&str, &str)]) -> Result<
             .chain(&resource.attributes)
             .any(|kv| kv.key == *key && attribute_text(kv.value.as_ref()) == *value);
         let status_match = match *key {
-            "otel.status_description" => {
-                span.status.as_ref().is_some_and(|s| s.message == *value)
-            }
+            "otel.status_description" => span.status.as_ref().is_some_and(|s| s.message == *value),
             "span.kind" => crate::span_view::SpanKind::from_otlp(span.kind).jaeger_name() == *value,
             _ => false,
         };

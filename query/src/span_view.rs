@@ -101,7 +101,10 @@ impl SpanView {
     /// The host a span's clock belongs to, for clock-skew decisions: the pod when known,
     /// else the service.
     pub fn clock_domain(&self) -> &str {
-        self.placement.pod.as_deref().unwrap_or(&self.placement.service)
+        self.placement
+            .pod
+            .as_deref()
+            .unwrap_or(&self.placement.service)
     }
 }
 

@@ -24,14 +24,20 @@ pub struct TimeRange {
 
 impl TimeRange {
     /// All of time.
-    pub const ALL: Self = Self { start_unix_nano: i64::MIN, end_unix_nano: i64::MAX };
+    pub const ALL: Self = Self {
+        start_unix_nano: i64::MIN,
+        end_unix_nano: i64::MAX,
+    };
 }
 
 /// A DataFusion session configured for span queries.
 pub fn span_session() -> SessionContext {
     let config = SessionConfig::new()
         .with_target_partitions(2)
-        .set_bool("datafusion.execution.parquet.schema_force_view_types", false)
+        .set_bool(
+            "datafusion.execution.parquet.schema_force_view_types",
+            false,
+        )
         .set_bool("datafusion.execution.parquet.pushdown_filters", true);
     SessionContext::new_with_config(config)
 }

@@ -46,8 +46,11 @@ impl TraceData {
     /// # Errors
     /// When stored protobuf bytes are corrupt.
     pub fn resource_spans(&self) -> Result<Vec<ResourceSpans>, QueryError> {
-        let rows: Vec<_> =
-            self.batches.iter().flat_map(|b| (0..b.num_rows()).map(move |row| (b, row))).collect();
+        let rows: Vec<_> = self
+            .batches
+            .iter()
+            .flat_map(|b| (0..b.num_rows()).map(move |row| (b, row)))
+            .collect();
         Ok(to_resource_spans(&rows)?)
     }
 

@@ -72,7 +72,10 @@ pub fn append_span_views(batch: &RecordBatch, out: &mut Vec<SpanView>) -> Result
             end_unix_nano: end.value(row),
             error: status.value(row) == STATUS_ERROR,
             placement: Placement {
-                service: service.get(row).unwrap_or(tracegate_storage::UNKNOWN_SERVICE).to_string(),
+                service: service
+                    .get(row)
+                    .unwrap_or(tracegate_storage::UNKNOWN_SERVICE)
+                    .to_string(),
                 namespace: owned(&namespace, row),
                 workload: owned(&workload, row),
                 version: owned(&version, row),

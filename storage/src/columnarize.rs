@@ -8,9 +8,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, DictionaryArray, FixedSizeBinaryBuilder, Int8Builder,
-    Int32Builder, Int64Builder, RecordBatch, StringBuilder, StringDictionaryBuilder,
-    UInt32Builder,
+    ArrayRef, BinaryBuilder, DictionaryArray, FixedSizeBinaryBuilder, Int8Builder, Int32Builder,
+    Int64Builder, RecordBatch, StringBuilder, StringDictionaryBuilder, UInt32Builder,
 };
 use arrow::datatypes::Int32Type;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -42,20 +41,28 @@ pub struct Columnarized {
 /// Why a span is refused: the ids a trace store cannot work without.
 fn validate(span: &Span) -> Result<(), String> {
     if span.trace_id.len() != 16 {
-        return Err(format!("trace_id must be 16 bytes, got {}", span.trace_id.len()));
+        return Err(format!(
+            "trace_id must be 16 bytes, got {}",
+            span.trace_id.len()
+        ));
     }
     if span.trace_id.iter().all(|b| *b == 0) {
         return Err("trace_id is all zeroes".to_string());
     }
     if span.span_id.len() != 8 {
-        return Err(format!("span_id must be 8 bytes, got {}", span.span_id.len()));
+        return Err(format!(
+            "span_id must be 8 bytes, got {}",
+            span.span_id.len()
+        ));
     }
     if span.span_id.iter().all(|b| *b == 0) {
         return Err("span_id is all zeroes".to_string());
     }
     if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
         let len = span.parent_span_id.len();
-        return Err(format!("parent_span_id must be empty or 8 bytes, got {len}"));
+        return Err(format!(
+            "parent_span_id must be empty or 8 bytes, got {len}"
+        ));
     }
     Ok(())
 }
@@ -201,12 +208,18 @@ impl SpanColumns {
     }
 
     fn append(&mut self, span: &Span, attribute_slots: &mut AttributeSlots) {
-        self.trace_id.append_value(&span.trace_id).expect("validated length");
-        self.span_id.append_value(&span.span_id).expect("validated length");
+        self.trace_id
+            .append_value(&span.trace_id)
+            .expect("validated length");
+        self.span_id
+            .append_value(&span.span_id)
+            .expect("validated length");
         if span.parent_span_id.is_empty() {
             self.parent_span_id.append_null();
         } else {
-            self.parent_span_id.append_value(&span.parent_span_id).expect("validated length");
+            self.parent_span_id
+                .append_value(&span.parent_span_id)
+                .expect("validated length");
         }
         append_non_empty(&mut self.trace_state, &span.trace_state);
         self.flags.append_value(span.flags);
@@ -216,8 +229,12 @@ impl SpanColumns {
         self.end.append_value(nanos(span.end_time_unix_nano));
         let status = span.status.as_ref();
         let code = status.map_or(0, |s| s.code);
-        self.status_code.append_value(i8::try_from(code).unwrap_or(0));
-        append_non_empty(&mut self.status_message, status.map_or("", |s| s.message.as_str()));
+        self.status_code
+            .append_value(i8::try_from(code).unwrap_or(0));
+        append_non_empty(
+            &mut self.status_message,
+            status.map_or("", |s| s.message.as_str()),
+        );
 
         for group in [
             &mut self.service,
@@ -237,7 +254,11 @@ impl SpanColumns {
         // Attributes with a column of their own go there; the rest, with events and
         // links, travel as one protobuf blob.
         attribute_slots.fill(&span.attributes);
-        for (builder, value) in self.string_attributes.iter_mut().zip(&attribute_slots.strings) {
+        for (builder, value) in self
+            .string_attributes
+            .iter_mut()
+            .zip(&attribute_slots.strings)
+        {
             match value {
                 Some(index) => builder.append_value(
                     string_value(span.attributes[*index].value.as_ref()).unwrap_or_default(),
@@ -264,7 +285,8 @@ impl SpanColumns {
         } else {
             self.extra_proto.append_null();
         }
-        self.dropped_attributes.append_value(span.dropped_attributes_count);
+        self.dropped_attributes
+            .append_value(span.dropped_attributes_count);
         self.dropped_events.append_value(span.dropped_events_count);
         self.dropped_links.append_value(span.dropped_links_count);
     }
@@ -334,7 +356,9 @@ impl AttributeSlots {
             let value = kv.value.as_ref().and_then(|v| v.value.as_ref());
             match value {
                 Some(Value::StringValue(_)) => {
-                    let slot = STRING_ATTRIBUTE_COLUMNS.iter().position(|(_, k)| *k == kv.key);
+                    let slot = STRING_ATTRIBUTE_COLUMNS
+                        .iter()
+                        .position(|(_, k)| *k == kv.key);
                     if let Some(slot) = slot.filter(|s| self.strings[*s].is_none()) {
                         self.strings[slot] = Some(index);
                         self.taken[index] = true;
@@ -412,14 +436,18 @@ pub fn columnarize(request: &ExportTraceServiceRequest) -> Columnarized {
         buffer.clear();
         resource.encode(&mut buffer).expect("a Vec grows as needed");
         columns.resource_proto.start_group(&buffer);
-        columns.resource_schema_url.start_group(Some(&resource_spans.schema_url));
+        columns
+            .resource_schema_url
+            .start_group(Some(&resource_spans.schema_url));
 
         for (s, scope_spans) in resource_spans.scope_spans.iter().enumerate() {
             let scope = scope_spans.scope.clone().unwrap_or_default();
             buffer.clear();
             scope.encode(&mut buffer).expect("a Vec grows as needed");
             columns.scope_proto.start_group(&buffer);
-            columns.scope_schema_url.start_group(Some(&scope_spans.schema_url));
+            columns
+                .scope_schema_url
+                .start_group(Some(&scope_spans.schema_url));
 
             for (i, span) in scope_spans.spans.iter().enumerate() {
                 if let Err(reason) = validate(span) {

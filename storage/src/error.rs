@@ -48,12 +48,19 @@ pub enum StorageError {
 impl StorageError {
     /// A schema mismatch on `column`.
     pub fn schema(column: &str, expected: &str) -> Self {
-        Self::Schema { column: column.to_string(), expected: expected.to_string() }
+        Self::Schema {
+            column: column.to_string(),
+            expected: expected.to_string(),
+        }
     }
 
     /// Wraps an I/O error with the action and path.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { action, path: path.into(), source }
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 
     /// True when the client should retry (overload or shutdown).

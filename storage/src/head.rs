@@ -30,7 +30,9 @@ pub struct Tables {
 impl Tables {
     /// The batches held in memory (head and sealed heads).
     pub fn memory_batches(&self) -> impl Iterator<Item = &RecordBatch> {
-        self.head.iter().chain(self.sealed.iter().flat_map(|s| s.batches.iter()))
+        self.head
+            .iter()
+            .chain(self.sealed.iter().flat_map(|s| s.batches.iter()))
     }
 
     /// Number of spans in memory.

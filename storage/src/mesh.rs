@@ -44,7 +44,10 @@ pub struct ResourceMesh<'a> {
 impl<'a> ResourceMesh<'a> {
     /// Reads the mesh coordinates from resource attributes.
     pub fn from_attributes(attributes: &'a [KeyValue]) -> Self {
-        let mut mesh = ResourceMesh { service: UNKNOWN_SERVICE, ..Default::default() };
+        let mut mesh = ResourceMesh {
+            service: UNKNOWN_SERVICE,
+            ..Default::default()
+        };
         let mut workload_rank = usize::MAX;
         for kv in attributes {
             let Some(value) = string_value(kv.value.as_ref()) else {
@@ -101,7 +104,9 @@ mod tests {
     fn kv(key: &str, value: &str) -> KeyValue {
         KeyValue {
             key: key.to_string(),
-            value: Some(AnyValue { value: Some(Value::StringValue(value.to_string())) }),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(value.to_string())),
+            }),
             ..Default::default()
         }
     }

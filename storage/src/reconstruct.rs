@@ -3,8 +3,8 @@
 //! regrouped under their original resource and scope.
 
 use arrow::array::{
-    Array, AsArray, BinaryArray, DictionaryArray, FixedSizeBinaryArray, Int8Array,
-    Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
+    Array, AsArray, BinaryArray, DictionaryArray, FixedSizeBinaryArray, Int8Array, Int32Array,
+    Int64Array, RecordBatch, StringArray, UInt32Array,
 };
 use arrow::datatypes::Int32Type;
 use opentelemetry_proto::tonic::common::v1::{
@@ -62,7 +62,10 @@ impl<'a> DictStr<'a> {
             .values()
             .as_string_opt::<i32>()
             .ok_or_else(|| StorageError::schema(name, "a string dictionary"))?;
-        Ok(Self { keys: dict.keys(), values })
+        Ok(Self {
+            keys: dict.keys(),
+            values,
+        })
     }
 
     /// The value of row `row`, `None` when null.
@@ -96,7 +99,10 @@ impl<'a> DictBin<'a> {
             .values()
             .as_binary_opt::<i32>()
             .ok_or_else(|| StorageError::schema(name, "a binary dictionary"))?;
-        Ok(Self { keys: dict.keys(), values })
+        Ok(Self {
+            keys: dict.keys(),
+            values,
+        })
     }
 
     fn get(&self, row: usize) -> &'a [u8] {
@@ -194,7 +200,10 @@ impl<'a> SpanRows<'a> {
         }
         for ((_, key), column) in INT_ATTRIBUTE_COLUMNS.iter().zip(&self.int_attributes) {
             if !column.is_null(row) {
-                attributes.push(key_value(key, Value::IntValue(i64::from(column.value(row)))));
+                attributes.push(key_value(
+                    key,
+                    Value::IntValue(i64::from(column.value(row))),
+                ));
             }
         }
         attributes.extend(extra.attributes);
@@ -213,7 +222,9 @@ impl<'a> SpanRows<'a> {
             } else {
                 self.parent_span_id.value(row).to_vec()
             },
-            trace_state: opt_str(self.trace_state, row).unwrap_or_default().to_string(),
+            trace_state: opt_str(self.trace_state, row)
+                .unwrap_or_default()
+                .to_string(),
             flags: self.flags.value(row),
             name: self.name.get(row).unwrap_or_default().to_string(),
             kind: i32::from(self.kind.value(row)),
@@ -268,7 +279,10 @@ pub fn to_resource_spans(
         let scope_url = span_rows.scope_schema_url.get(row).unwrap_or_default();
         let span = span_rows.span(row)?;
 
-        let group = match out.iter().position(|(r, u, _)| r == resource && u == resource_url) {
+        let group = match out
+            .iter()
+            .position(|(r, u, _)| r == resource && u == resource_url)
+        {
             Some(group) => group,
             None => {
                 out.push((resource.to_vec(), resource_url.to_string(), Vec::new()));
@@ -276,7 +290,10 @@ pub fn to_resource_spans(
             }
         };
         let scopes = &mut out[group].2;
-        match scopes.iter_mut().find(|(s, u, _)| s == scope && u == scope_url) {
+        match scopes
+            .iter_mut()
+            .find(|(s, u, _)| s == scope && u == scope_url)
+        {
             Some((_, _, spans)) => spans.push(span),
             None => scopes.push((scope.to_vec(), scope_url.to_string(), vec![span])),
         }
@@ -290,9 +307,17 @@ pub fn to_resource_spans(
         for (scope, scope_url, spans) in scopes {
             let scope = InstrumentationScope::decode(scope.as_slice())
                 .map_err(|e| StorageError::Corrupt(format!("scope: {e}")))?;
-            scope_spans.push(ScopeSpans { scope: Some(scope), spans, schema_url: scope_url });
+            scope_spans.push(ScopeSpans {
+                scope: Some(scope),
+                spans,
+                schema_url: scope_url,
+            });
         }
-        result.push(ResourceSpans { resource: Some(resource), scope_spans, schema_url });
+        result.push(ResourceSpans {
+            resource: Some(resource),
+            scope_spans,
+            schema_url,
+        });
     }
     Ok(result)
 }

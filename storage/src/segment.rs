@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use arrow::compute::{SortColumn, concat_batches, filter_record_batch, lexsort_to_indices};
 use arrow::compute::take_record_batch;
+use arrow::compute::{SortColumn, concat_batches, filter_record_batch, lexsort_to_indices};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, PageIndexPolicy};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -62,14 +62,20 @@ impl Segment {
     ///
     /// # Errors
     /// When sorting or writing fails.
-    pub fn write(dir: &Path, generation: u64, batches: &[RecordBatch]) -> Result<Self, StorageError> {
+    pub fn write(
+        dir: &Path,
+        generation: u64,
+        batches: &[RecordBatch],
+    ) -> Result<Self, StorageError> {
         let path = dir.join(segment_file_name(generation));
         let tmp = dir.join(format!("{}.tmp", segment_file_name(generation)));
         let sorted = sort_by_trace(batches)?;
         let (min_start, max_end) = time_range(&sorted);
 
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).expect("valid level"),
+            ))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_column_dictionary_enabled(ColumnPath::from(col::SPAN_ID), false)
@@ -80,12 +86,16 @@ impl Segment {
             ]))
             .build();
         let file = File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
-        let parquet_err = |source| StorageError::Parquet { path: tmp.clone(), source };
+        let parquet_err = |source| StorageError::Parquet {
+            path: tmp.clone(),
+            source,
+        };
         let mut writer =
             ArrowWriter::try_new(file, span_schema(), Some(props)).map_err(parquet_err)?;
         writer.write(&sorted).map_err(parquet_err)?;
         let file = writer.into_inner().map_err(parquet_err)?;
-        file.sync_all().map_err(|e| StorageError::io("sync", &tmp, e))?;
+        file.sync_all()
+            .map_err(|e| StorageError::io("sync", &tmp, e))?;
         drop(file);
         fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename", &tmp, e))?;
         sync_dir(dir)?;
@@ -103,10 +113,16 @@ impl Segment {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| StorageError::Corrupt(format!("bad segment name {}", path.display())))?;
         let file = File::open(path).map_err(|e| StorageError::io("open", path, e))?;
-        let bytes = file.metadata().map_err(|e| StorageError::io("stat", path, e))?.len();
+        let bytes = file
+            .metadata()
+            .map_err(|e| StorageError::io("stat", path, e))?
+            .len();
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-        let metadata = ArrowReaderMetadata::load(&file, options)
-            .map_err(|source| StorageError::Parquet { path: path.to_path_buf(), source })?;
+        let metadata =
+            ArrowReaderMetadata::load(&file, options).map_err(|source| StorageError::Parquet {
+                path: path.to_path_buf(),
+                source,
+            })?;
 
         let parquet = metadata.metadata();
         let file_meta = parquet.file_metadata();
@@ -129,11 +145,17 @@ impl Segment {
                 Some(Statistics::FixedLenByteArray(stats)) => stats
                     .min_bytes_opt()
                     .zip(stats.max_bytes_opt())
-                    .map(|(min, max)| RowGroupRange { min: min.to_vec(), max: max.to_vec() }),
+                    .map(|(min, max)| RowGroupRange {
+                        min: min.to_vec(),
+                        max: max.to_vec(),
+                    }),
                 _ => None,
             };
             // Without statistics a row group must always be read.
-            row_groups.push(range.unwrap_or(RowGroupRange { min: vec![0; 16], max: vec![255; 16] }));
+            row_groups.push(range.unwrap_or(RowGroupRange {
+                min: vec![0; 16],
+                max: vec![255; 16],
+            }));
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -203,7 +225,9 @@ impl Segment {
                 .column_by_name(col::TRACE_ID)
                 .and_then(|c| c.as_fixed_size_binary_opt())
                 .ok_or_else(|| StorageError::schema(col::TRACE_ID, "fixed-size binary"))?;
-            let mask: BooleanArray = (0..ids.len()).map(|i| Some(ids.value(i) == trace_id)).collect();
+            let mask: BooleanArray = (0..ids.len())
+                .map(|i| Some(ids.value(i) == trace_id))
+                .collect();
             if mask.true_count() > 0 {
                 out.push(filter_record_batch(&batch, &mask)?);
             }
@@ -216,7 +240,10 @@ impl Segment {
     /// # Errors
     /// When the file cannot be read.
     pub fn read(&self, row_groups: Option<Vec<usize>>) -> Result<Vec<RecordBatch>, StorageError> {
-        let parquet_err = |source| StorageError::Parquet { path: self.path.clone(), source };
+        let parquet_err = |source| StorageError::Parquet {
+            path: self.path.clone(),
+            source,
+        };
         let file = File::open(&self.path).map_err(|e| StorageError::io("open", &self.path, e))?;
         let mut builder =
             ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
@@ -237,12 +264,20 @@ impl Segment {
 fn sort_by_trace(batches: &[RecordBatch]) -> Result<RecordBatch, StorageError> {
     let all = concat_batches(&span_schema(), batches)?;
     let column = |name: &str| -> Result<Arc<dyn Array>, StorageError> {
-        all.column_by_name(name).cloned().ok_or_else(|| StorageError::schema(name, "present"))
+        all.column_by_name(name)
+            .cloned()
+            .ok_or_else(|| StorageError::schema(name, "present"))
     };
     let indices = lexsort_to_indices(
         &[
-            SortColumn { values: column(col::TRACE_ID)?, options: None },
-            SortColumn { values: column(col::START)?, options: None },
+            SortColumn {
+                values: column(col::TRACE_ID)?,
+                options: None,
+            },
+            SortColumn {
+                values: column(col::START)?,
+                options: None,
+            },
         ],
         None,
     )?;
@@ -252,8 +287,17 @@ fn sort_by_trace(batches: &[RecordBatch]) -> Result<RecordBatch, StorageError> {
 /// The earliest start and latest end of a span batch.
 pub(crate) fn time_range(batch: &RecordBatch) -> (i64, i64) {
     let min = |name: &str, max: bool| -> Option<i64> {
-        let array = batch.column_by_name(name)?.as_primitive_opt::<arrow::datatypes::Int64Type>()?;
-        if max { arrow::compute::max(array) } else { arrow::compute::min(array) }
+        let array = batch
+            .column_by_name(name)?
+            .as_primitive_opt::<arrow::datatypes::Int64Type>()?;
+        if max {
+            arrow::compute::max(array)
+        } else {
+            arrow::compute::min(array)
+        }
     };
-    (min(col::START, false).unwrap_or(0), min(col::END, true).unwrap_or(0))
+    (
+        min(col::START, false).unwrap_or(0),
+        min(col::END, true).unwrap_or(0),
+    )
 }

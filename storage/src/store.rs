@@ -153,10 +153,16 @@ impl Store {
 
         let segments = open_segments(&segment_dir)?;
         let last_flushed = segments.iter().map(|s| s.generation()).max().unwrap_or(0);
-        let mut report = ReplayReport { num_segments: segments.len(), ..Default::default() };
+        let mut report = ReplayReport {
+            num_segments: segments.len(),
+            ..Default::default()
+        };
         let shared = Arc::new(Shared {
             config: config.clone(),
-            tables: RwLock::new(Tables { segments, ..Default::default() }),
+            tables: RwLock::new(Tables {
+                segments,
+                ..Default::default()
+            }),
             stats: StoreStats::default(),
             memory_bytes: AtomicU64::new(0),
             observers,
@@ -208,7 +214,11 @@ impl Store {
             .map_err(|e| StorageError::io("spawn flusher for", &segment_dir, e))?;
 
         report.elapsed = started.elapsed();
-        let store = Self { shared, commands, threads: Arc::new(Mutex::new(vec![writer, flusher])) };
+        let store = Self {
+            shared,
+            commands,
+            threads: Arc::new(Mutex::new(vec![writer, flusher])),
+        };
         Ok((store, report))
     }
 
@@ -229,7 +239,11 @@ impl Store {
             )));
         }
         let (done, wait) = oneshot::channel();
-        match self.commands.try_send(Command::Append { payload, batch, done }) {
+        match self.commands.try_send(Command::Append {
+            payload,
+            batch,
+            done,
+        }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.shared.stats.overloads.fetch_add(1, Ordering::Relaxed);
@@ -263,7 +277,11 @@ impl Store {
     /// Seals the head now and waits until its segment is written.
     pub fn flush(&self) {
         let (done, wait) = std::sync::mpsc::channel();
-        if self.commands.send(Command::Seal { done: Some(done) }).is_ok() {
+        if self
+            .commands
+            .send(Command::Seal { done: Some(done) })
+            .is_ok()
+        {
             let _ = wait.recv();
         }
     }
@@ -286,8 +304,11 @@ impl Shared {
         for observer in &self.observers {
             observer.on_commit(&batch);
         }
-        self.stats.spans_committed.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-        self.memory_bytes.fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+        self.stats
+            .spans_committed
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.memory_bytes
+            .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
         self.tables.write().head.push(batch);
     }
 }
@@ -337,7 +358,11 @@ fn writer_loop(
         let mut next = first;
         while let Some(command) = next.take() {
             match command {
-                Command::Append { payload, batch, done } => {
+                Command::Append {
+                    payload,
+                    batch,
+                    done,
+                } => {
                     group_bytes += payload.len();
                     group.push((payload, batch, done));
                 }
@@ -362,7 +387,10 @@ fn writer_loop(
             shared.stats.wal_syncs.fetch_add(1, Ordering::Relaxed);
             match result {
                 Ok(()) => {
-                    shared.stats.wal_records.fetch_add(num_records as u64, Ordering::Relaxed);
+                    shared
+                        .stats
+                        .wal_records
+                        .fetch_add(num_records as u64, Ordering::Relaxed);
                     tracing::debug!(num_records, bytes = group_bytes, "WAL group synced");
                     for (_, batch, done) in group.drain(..) {
                         head_spans += batch.num_rows();
@@ -392,7 +420,10 @@ fn writer_loop(
                 }
             }
             let batches = std::mem::take(&mut shared.tables.write().head);
-            let sealed = SealedHead { generation, batches: Arc::new(batches) };
+            let sealed = SealedHead {
+                generation,
+                batches: Arc::new(batches),
+            };
             shared.tables.write().sealed.push(sealed.clone());
             for observer in &shared.observers {
                 observer.on_seal(generation);
@@ -427,7 +458,11 @@ fn flusher_loop(shared: &Shared, sealed: &Receiver<(SealedHead, Option<mpsc::Sen
 fn flush_one(shared: &Shared, segment_dir: &Path, head: &SealedHead) {
     let started = Instant::now();
     let num_spans: usize = head.batches.iter().map(RecordBatch::num_rows).sum();
-    let memory: u64 = head.batches.iter().map(|b| b.get_array_memory_size() as u64).sum();
+    let memory: u64 = head
+        .batches
+        .iter()
+        .map(|b| b.get_array_memory_size() as u64)
+        .sum();
     let segment = if num_spans == 0 {
         None
     } else {
@@ -440,9 +475,9 @@ fn flush_one(shared: &Shared, segment_dir: &Path, head: &SealedHead) {
                 Err(error) => {
                     attempt += 1;
                     tracing::error!(%error, attempt, generation = head.generation, "flush failed");
-                    std::thread::sleep(Duration::from_secs(1).min(Duration::from_millis(
-                        100 * u64::from(attempt),
-                    )));
+                    std::thread::sleep(
+                        Duration::from_secs(1).min(Duration::from_millis(100 * u64::from(attempt))),
+                    );
                 }
             }
         }
@@ -455,9 +490,11 @@ fn flush_one(shared: &Shared, segment_dir: &Path, head: &SealedHead) {
             tables.segments.push(Arc::clone(segment));
         }
     }
-    let _ = shared.memory_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
-        Some(held.saturating_sub(memory))
-    });
+    let _ = shared
+        .memory_bytes
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+            Some(held.saturating_sub(memory))
+        });
 
     // The spans are in the segment now: the WAL files up to its generation can go.
     let wal_dir = wal_dir(shared);
@@ -472,8 +509,14 @@ fn flush_one(shared: &Shared, segment_dir: &Path, head: &SealedHead) {
     }
 
     let elapsed = started.elapsed();
-    shared.stats.flushes.fetch_add(u64::from(segment.is_some()), Ordering::Relaxed);
-    shared.stats.flush_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    shared
+        .stats
+        .flushes
+        .fetch_add(u64::from(segment.is_some()), Ordering::Relaxed);
+    shared
+        .stats
+        .flush_micros
+        .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     if let Some(segment) = segment {
         tracing::info!(
             segment = segment_file_name(head.generation),

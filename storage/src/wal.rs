@@ -78,10 +78,17 @@ impl WalFile {
             .write(true)
             .open(&path)
             .map_err(|e| StorageError::io("create", &path, e))?;
-        file.write_all(MAGIC).map_err(|e| StorageError::io("write", &path, e))?;
-        file.sync_all().map_err(|e| StorageError::io("sync", &path, e))?;
+        file.write_all(MAGIC)
+            .map_err(|e| StorageError::io("write", &path, e))?;
+        file.sync_all()
+            .map_err(|e| StorageError::io("sync", &path, e))?;
         sync_dir(dir)?;
-        Ok(Self { path, file, bytes: HEADER_BYTES, generation })
+        Ok(Self {
+            path,
+            file,
+            bytes: HEADER_BYTES,
+            generation,
+        })
     }
 
     /// The file's generation number.
@@ -119,7 +126,9 @@ impl WalFile {
     /// # Errors
     /// When the sync fails; the records since the last sync must then be treated as lost.
     pub fn sync(&mut self) -> Result<(), StorageError> {
-        self.file.sync_data().map_err(|e| StorageError::io("sync", &self.path, e))
+        self.file
+            .sync_data()
+            .map_err(|e| StorageError::io("sync", &self.path, e))
     }
 }
 
@@ -146,7 +155,10 @@ pub fn replay_file(
         .write(true)
         .open(path)
         .map_err(|e| StorageError::io("open", path, e))?;
-    let file_bytes = file.metadata().map_err(|e| StorageError::io("stat", path, e))?.len();
+    let file_bytes = file
+        .metadata()
+        .map_err(|e| StorageError::io("stat", path, e))?
+        .len();
     let mut reader = BufReader::with_capacity(1 << 20, &file);
     let mut result = ReplayedFile::default();
 
@@ -178,13 +190,18 @@ pub fn replay_file(
         drop(reader);
         let mut file = file;
         if !good_header {
-            file.set_len(0).map_err(|e| StorageError::io("truncate", path, e))?;
-            file.seek(SeekFrom::Start(0)).map_err(|e| StorageError::io("seek", path, e))?;
-            file.write_all(MAGIC).map_err(|e| StorageError::io("write", path, e))?;
+            file.set_len(0)
+                .map_err(|e| StorageError::io("truncate", path, e))?;
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| StorageError::io("seek", path, e))?;
+            file.write_all(MAGIC)
+                .map_err(|e| StorageError::io("write", path, e))?;
         } else {
-            file.set_len(valid_bytes).map_err(|e| StorageError::io("truncate", path, e))?;
+            file.set_len(valid_bytes)
+                .map_err(|e| StorageError::io("truncate", path, e))?;
         }
-        file.sync_all().map_err(|e| StorageError::io("sync", path, e))?;
+        file.sync_all()
+            .map_err(|e| StorageError::io("sync", path, e))?;
     }
     Ok(result)
 }
@@ -212,7 +229,10 @@ mod tests {
         wal.append(&[7u8; 100_000]).unwrap();
         wal.sync().unwrap();
         let seen = records(&wal_path(dir.path(), 1));
-        assert_eq!(seen, vec![b"first".to_vec(), Vec::new(), vec![7u8; 100_000]]);
+        assert_eq!(
+            seen,
+            vec![b"first".to_vec(), Vec::new(), vec![7u8; 100_000]]
+        );
     }
 
     #[test]

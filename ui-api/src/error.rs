@@ -18,12 +18,18 @@ pub struct ApiError {
 impl ApiError {
     /// A 400 answer.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::InvalidArgument, message: message.into() }
+        Self {
+            kind: ErrorKind::InvalidArgument,
+            message: message.into(),
+        }
     }
 
     /// A 404 answer.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::NotFound, message: message.into() }
+        Self {
+            kind: ErrorKind::NotFound,
+            message: message.into(),
+        }
     }
 }
 
@@ -38,7 +44,10 @@ impl From<QueryError> for ApiError {
         if kind == ErrorKind::Internal {
             tracing::error!(%error, "query failed");
         }
-        Self { kind, message: error.to_string() }
+        Self {
+            kind,
+            message: error.to_string(),
+        }
     }
 }
 

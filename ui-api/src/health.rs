@@ -16,6 +16,10 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     if state.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "replaying the write-ahead log\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "replaying the write-ahead log\n",
+        )
+            .into_response()
     }
 }

@@ -41,20 +41,33 @@ pub struct HttpMetrics {
 
 impl Default for HttpMetrics {
     fn default() -> Self {
-        Self { requests: Family::new_with_constructor(latency_histogram) }
+        Self {
+            requests: Family::new_with_constructor(latency_histogram),
+        }
     }
 }
 
 /// Middleware recording each request's latency by route and status.
-pub(crate) async fn record_latency(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn record_latency(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let started = Instant::now();
     let response = next.run(request).await;
-    let labels = RouteLabels { route, status: response.status().as_u16() };
-    state.http_metrics.requests.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    let labels = RouteLabels {
+        route,
+        status: response.status().as_u16(),
+    };
+    state
+        .http_metrics
+        .requests
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
     response
 }
 
@@ -67,47 +80,97 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
 
     let ingest = state.ingestor.stats();
-    counter(&mut registry, "ingest_requests", "OTLP export requests handled", load(&ingest.requests));
+    counter(
+        &mut registry,
+        "ingest_requests",
+        "OTLP export requests handled",
+        load(&ingest.requests),
+    );
     counter(
         &mut registry,
         "ingest_failed_requests",
         "OTLP export requests refused as a whole",
         load(&ingest.failed_requests),
     );
-    counter(&mut registry, "ingest_spans_accepted", "Spans made durable", load(&ingest.spans_accepted));
+    counter(
+        &mut registry,
+        "ingest_spans_accepted",
+        "Spans made durable",
+        load(&ingest.spans_accepted),
+    );
     counter(
         &mut registry,
         "ingest_spans_rejected",
         "Spans refused through partial success",
         load(&ingest.spans_rejected),
     );
-    counter(&mut registry, "ingest_received_bytes", "OTLP bytes logged", load(&ingest.bytes_received));
+    counter(
+        &mut registry,
+        "ingest_received_bytes",
+        "OTLP bytes logged",
+        load(&ingest.bytes_received),
+    );
 
     let store = state.store.stats();
-    counter(&mut registry, "wal_records", "WAL records written", load(&store.wal_records));
-    counter(&mut registry, "wal_syncs", "WAL syncs, each covering a group", load(&store.wal_syncs));
-    counter(&mut registry, "storage_seals", "Head segments sealed", load(&store.seals));
-    counter(&mut registry, "storage_flushes", "Segments flushed to Parquet", load(&store.flushes));
+    counter(
+        &mut registry,
+        "wal_records",
+        "WAL records written",
+        load(&store.wal_records),
+    );
+    counter(
+        &mut registry,
+        "wal_syncs",
+        "WAL syncs, each covering a group",
+        load(&store.wal_syncs),
+    );
+    counter(
+        &mut registry,
+        "storage_seals",
+        "Head segments sealed",
+        load(&store.seals),
+    );
+    counter(
+        &mut registry,
+        "storage_flushes",
+        "Segments flushed to Parquet",
+        load(&store.flushes),
+    );
     counter(
         &mut registry,
         "storage_flush_seconds",
         "Time spent flushing, whole seconds",
         load(&store.flush_micros) / 1_000_000,
     );
-    counter(&mut registry, "storage_overloads", "Appends refused for overload", load(&store.overloads));
+    counter(
+        &mut registry,
+        "storage_overloads",
+        "Appends refused for overload",
+        load(&store.overloads),
+    );
 
     let tables = state.store.tables();
     let gauge = |registry: &mut Registry, name: &str, help: &str, value: i64| {
         registry.register(name, help, ConstGauge::new(value));
     };
-    gauge(&mut registry, "storage_segments", "Parquet segments", tables.segments.len() as i64);
+    gauge(
+        &mut registry,
+        "storage_segments",
+        "Parquet segments",
+        tables.segments.len() as i64,
+    );
     gauge(
         &mut registry,
         "storage_segment_bytes",
         "Bytes of Parquet segments",
         tables.segments.iter().map(|s| s.bytes() as i64).sum(),
     );
-    gauge(&mut registry, "storage_memory_spans", "Spans held in memory", tables.memory_spans() as i64);
+    gauge(
+        &mut registry,
+        "storage_memory_spans",
+        "Spans held in memory",
+        tables.memory_spans() as i64,
+    );
     gauge(
         &mut registry,
         "storage_memory_bytes",
@@ -131,7 +194,10 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         return (http::StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response();
     }
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         body,
     )
         .into_response()

@@ -5,7 +5,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 
 use crate::state::AppState;
-use crate::{health, jaeger, metrics, native};
+use crate::{graph_api, health, jaeger, metrics, native};
 
 /// The OpenAPI description of this API, served at `/api/openapi.yaml`.
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
@@ -16,14 +16,23 @@ pub fn api_router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(metrics::metrics))
-        .route("/api/openapi.yaml", get(|| async { ([("content-type", "application/yaml")], OPENAPI_YAML) }))
+        .route(
+            "/api/openapi.yaml",
+            get(|| async { ([("content-type", "application/yaml")], OPENAPI_YAML) }),
+        )
         .route("/api/services", get(jaeger::routes::services))
-        .route("/api/services/{service}/operations", get(jaeger::routes::service_operations))
+        .route(
+            "/api/services/{service}/operations",
+            get(jaeger::routes::service_operations),
+        )
         .route("/api/operations", get(jaeger::routes::operations))
         .route("/api/traces", get(jaeger::routes::find_traces))
         .route("/api/traces/{trace_id}", get(jaeger::routes::trace))
         .route("/api/dependencies", get(jaeger::routes::dependencies))
         .route("/api/v1/traces/{trace_id}", get(native::trace_otlp))
+        .route("/api/v1/traces/{trace_id}/tree", get(native::trace_tree))
+        .route("/api/v1/graph", get(graph_api::graph))
+        .route("/api/v1/demarcation", get(graph_api::demarcation))
         .route("/api/{*rest}", get(jaeger::routes::not_found))
         .layer(from_fn_with_state(state.clone(), metrics::record_latency))
         .with_state(state)

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracegate_collector::Ingestor;
+use tracegate_query::graph::LiveGraph;
 use tracegate_storage::Store;
 
 use crate::metrics::HttpMetrics;
@@ -19,14 +20,17 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Request latencies of this API.
     pub http_metrics: Arc<HttpMetrics>,
+    /// The live service graph.
+    pub graph: Arc<LiveGraph>,
 }
 
 impl AppState {
-    /// State for a store and its ingestor; not ready until [`AppState::set_ready`].
-    pub fn new(store: Store, ingestor: Ingestor) -> Self {
+    /// State for a store, its ingestor and the graph fed by the store; not ready until [`AppState::set_ready`].
+    pub fn new(store: Store, ingestor: Ingestor, graph: Arc<LiveGraph>) -> Self {
         Self {
             store,
             ingestor,
+            graph,
             ready: Arc::new(AtomicBool::new(false)),
             http_metrics: Arc::new(HttpMetrics::default()),
         }

@@ -37,17 +37,25 @@ pub fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
 /// # Errors
 /// A 400 answer naming the parameter.
 pub fn parse_duration(name: &str, text: &str) -> Result<Duration, ApiError> {
-    let bad = || ApiError::bad_request(format!("invalid {name} {text:?}: want e.g. 90s, 1.5s, 5m, 1h"));
+    let bad = || {
+        ApiError::bad_request(format!(
+            "invalid {name} {text:?}: want e.g. 90s, 1.5s, 5m, 1h"
+        ))
+    };
     let mut rest = text.trim();
     if rest.is_empty() {
         return Err(bad());
     }
     let mut total_nanos = 0f64;
     while !rest.is_empty() {
-        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
         let number: f64 = rest[..number_len].parse().map_err(|_| bad())?;
         rest = &rest[number_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
             "ns" => 1.0,
             "us" | "µs" => 1e3,
@@ -81,7 +89,10 @@ pub fn native_range(start: Option<&str>, end: Option<&str>) -> Result<TimeRange,
     if start > end {
         return Err(ApiError::bad_request("start is after end"));
     }
-    Ok(TimeRange { start_unix_nano: start, end_unix_nano: end })
+    Ok(TimeRange {
+        start_unix_nano: start,
+        end_unix_nano: end,
+    })
 }
 
 #[cfg(test)]
@@ -90,7 +101,10 @@ mod tests {
 
     #[test]
     fn times_parse_as_micros_or_rfc3339() {
-        assert_eq!(parse_time("start", "1700000000000000").unwrap(), 1_700_000_000_000_000_000);
+        assert_eq!(
+            parse_time("start", "1700000000000000").unwrap(),
+            1_700_000_000_000_000_000
+        );
         assert_eq!(
             parse_time("start", "2023-11-14T22:13:20Z").unwrap(),
             1_700_000_000_000_000_000
@@ -101,9 +115,18 @@ mod tests {
 
     #[test]
     fn durations_parse_as_go_writes_them() {
-        assert_eq!(parse_duration("d", "1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("d", "1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("d", "250us").unwrap(), Duration::from_micros(250));
+        assert_eq!(
+            parse_duration("d", "1.5s").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            parse_duration("d", "1h30m").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_duration("d", "250us").unwrap(),
+            Duration::from_micros(250)
+        );
         assert!(parse_duration("d", "fast").is_err());
         assert!(parse_duration("d", "10").is_err());
     }
@@ -112,6 +135,9 @@ mod tests {
     fn range_refuses_reversed_bounds() {
         assert!(native_range(Some("20"), Some("10")).is_err());
         let range = native_range(None, Some("1000000")).unwrap();
-        assert_eq!(range.end_unix_nano - range.start_unix_nano, 15 * 60 * 1_000_000_000);
+        assert_eq!(
+            range.end_unix_nano - range.start_unix_nano,
+            15 * 60 * 1_000_000_000
+        );
     }
 }

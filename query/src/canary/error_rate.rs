@@ -62,6 +62,8 @@ pub struct ErrorCounts {
 /// baseline's" (see the module docs for the method and its guarantee).
 ///
 /// It is never positive when the canary's observed rate is at or below the baseline's.
+/// Counts with more errors than requests give a meaningless value rather than a panic;
+/// [`judge`](crate::canary::judge) rejects them before they get here.
 pub fn error_rate_log_e_value(baseline: ErrorCounts, canary: ErrorCounts, prior: BetaPrior) -> f64 {
     let mixture =
         log_beta_binomial_marginal(baseline, prior) + log_beta_binomial_marginal(canary, prior);
@@ -71,7 +73,7 @@ pub fn error_rate_log_e_value(baseline: ErrorCounts, canary: ErrorCounts, prior:
 /// Log of the probability of one particular sequence with these counts, with the rate
 /// drawn from the prior.
 fn log_beta_binomial_marginal(counts: ErrorCounts, prior: BetaPrior) -> f64 {
-    let successes = (counts.requests - counts.errors) as f64;
+    let successes = counts.requests.saturating_sub(counts.errors) as f64;
     ln_beta(prior.alpha + counts.errors as f64, prior.beta + successes)
         - ln_beta(prior.alpha, prior.beta)
 }
@@ -80,7 +82,11 @@ fn log_beta_binomial_marginal(counts: ErrorCounts, prior: BetaPrior) -> f64 {
 fn log_max_null_likelihood(baseline: ErrorCounts, canary: ErrorCounts) -> f64 {
     let rate = |counts: ErrorCounts| counts.errors as f64 / counts.requests.max(1) as f64;
     let log_likelihood = |counts: ErrorCounts, p: f64| {
-        x_ln_p(counts.errors as f64, p) + x_ln_p((counts.requests - counts.errors) as f64, 1.0 - p)
+        x_ln_p(counts.errors as f64, p)
+            + x_ln_p(
+                counts.requests.saturating_sub(counts.errors) as f64,
+                1.0 - p,
+            )
     };
     let (rate_baseline, rate_canary) = (rate(baseline), rate(canary));
     if rate_canary <= rate_baseline {

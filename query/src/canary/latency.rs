@@ -15,9 +15,11 @@
 //! exchangeable and independent of the past that set the threshold, so given `T`, `C`
 //! follows the hypergeometric law exactly (`T` draws from `k` canary and `k` baseline
 //! latencies). If the canary is faster (its latencies stochastically smaller), `C` given
-//! `T` is smaller still (a noncentral law with odds below 1). The null hypothesis is the
-//! union of both: the canary is no slower. The block bets `e = ψ^C / E0[ψ^C | T]` for an odds ratio `ψ > 1`: the likelihood ratio of
-//! Fisher's noncentral hypergeometric law, under which a canary latency is `ψ` times as
+//! `T` is stochastically smaller still (a noncentral law with odds below 1). The null
+//! hypothesis is the union of both: the canary is no slower.
+//!
+//! The block bets `e = ψ^C / E0[ψ^C | T]` for an odds ratio `ψ > 1`: the likelihood ratio
+//! of Fisher's noncentral hypergeometric law, under which a canary latency is `ψ` times as
 //! likely to land in the watched tail. The product of these bets over blocks, for one
 //! `(f, ψ)`, is the wealth of a gambler who starts with 1; the e-value is the average of
 //! that wealth over the grid of `(f, ψ)` in the config.

@@ -27,7 +27,10 @@ fn string_tag(key: &str, value: &str) -> Json {
 }
 
 fn tags(attributes: &[KeyValue]) -> Vec<Json> {
-    attributes.iter().map(|kv| tag(&kv.key, kv.value.as_ref())).collect()
+    attributes
+        .iter()
+        .map(|kv| tag(&kv.key, kv.value.as_ref()))
+        .collect()
 }
 
 fn micros(nanos: u64) -> u64 {
@@ -47,9 +50,10 @@ pub(crate) fn jaeger_trace(trace_id: [u8; 16], resource_spans: &[ResourceSpans])
             .attributes
             .iter()
             .find(|kv| kv.key == "service.name")
-            .map_or_else(|| tracegate_storage::UNKNOWN_SERVICE.to_string(), |kv| {
-                attribute_text(kv.value.as_ref())
-            });
+            .map_or_else(
+                || tracegate_storage::UNKNOWN_SERVICE.to_string(),
+                |kv| attribute_text(kv.value.as_ref()),
+            );
         let process_tags: Vec<Json> = resource
             .attributes
             .iter()

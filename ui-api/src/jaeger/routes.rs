@@ -8,8 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tracegate_query::{
-    QueryError, TimeRange, TraceData, TraceQuery, list_operations, parse_trace_id,
-    search_traces,
+    QueryError, TimeRange, TraceData, TraceQuery, list_operations, parse_trace_id, search_traces,
 };
 
 use crate::error::ApiError;
@@ -39,7 +38,10 @@ fn jaeger_error(error: ApiError) -> Response {
 }
 
 fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, v)| k == name && !v.is_empty())
+        .map(|(_, v)| v.as_str())
 }
 
 /// `GET /api/services`
@@ -70,7 +72,10 @@ pub(crate) async fn service_operations(
 }
 
 /// `GET /api/operations?service=&spanKind=`
-pub(crate) async fn operations(State(state): State<AppState>, Query(pairs): Query<Vec<(String, String)>>) -> Response {
+pub(crate) async fn operations(
+    State(state): State<AppState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
     let Some(service) = param(&pairs, "service") else {
         return jaeger_error(ApiError::bad_request("parameter 'service' is required"));
     };
@@ -103,7 +108,10 @@ pub(crate) async fn trace(State(state): State<AppState>, Path(trace_id): Path<St
 
 /// `GET /api/traces?service=&operation=&tags=&minDuration=&maxDuration=&start=&end=
 /// &lookback=&limit=`
-pub(crate) async fn find_traces(State(state): State<AppState>, Query(pairs): Query<Vec<(String, String)>>) -> Response {
+pub(crate) async fn find_traces(
+    State(state): State<AppState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
     let query = match trace_query(&pairs) {
         Ok(query) => query,
         Err(error) => return jaeger_error(error),
@@ -177,12 +185,18 @@ fn trace_query(pairs: &[(String, String)]) -> Result<TraceQuery, ApiError> {
         }
         _ => end - DEFAULT_LOOKBACK_NANOS,
     };
-    query.range = Some(TimeRange { start_unix_nano: start, end_unix_nano: end });
+    query.range = Some(TimeRange {
+        start_unix_nano: start,
+        end_unix_nano: end,
+    });
     Ok(query)
 }
 
 /// `GET /api/dependencies?endTs=&lookback=` (milliseconds, as Jaeger takes them).
-pub(crate) async fn dependencies(State(state): State<AppState>, Query(pairs): Query<Vec<(String, String)>>) -> Response {
+pub(crate) async fn dependencies(
+    State(state): State<AppState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
     let millis = |name: &str| -> Result<Option<i64>, ApiError> {
         param(&pairs, name)
             .map(|text| {
@@ -193,8 +207,13 @@ pub(crate) async fn dependencies(State(state): State<AppState>, Query(pairs): Qu
     };
     let range = (|| -> Result<TimeRange, ApiError> {
         let end = millis("endTs")?.map_or_else(now_unix_nano, |ms| ms.saturating_mul(1_000_000));
-        let lookback = millis("lookback")?.unwrap_or(3600 * 1000).saturating_mul(1_000_000);
-        Ok(TimeRange { start_unix_nano: end.saturating_sub(lookback), end_unix_nano: end })
+        let lookback = millis("lookback")?
+            .unwrap_or(3600 * 1000)
+            .saturating_mul(1_000_000);
+        Ok(TimeRange {
+            start_unix_nano: end.saturating_sub(lookback),
+            end_unix_nano: end,
+        })
     })();
     let range = match range {
         Ok(range) => range,

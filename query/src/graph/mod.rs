@@ -1,0 +1,18 @@
+//! The service graph: edges between services from paired caller and callee spans,
+//! virtual nodes for uninstrumented peers, exact calls and errors, and latency
+//! percentiles from mergeable sketches.
+//!
+//! ```text
+//! Store commit ─► LiveGraph (pairing, 10 s buckets) ─► snapshot(range) ─► group_graph(by)
+//!                      └─ on seal ─► graph/<generation>.json
+//! ```
+
+mod answer;
+mod edge_stats;
+mod endpoint;
+mod live;
+
+pub use answer::{Graph, GraphEdge, GraphNode, group_graph};
+pub use edge_stats::{EdgeStats, quantile};
+pub use endpoint::{Endpoint, GroupBy, USER_NODE};
+pub use live::{BUCKET_NANOS, GraphSnapshot, LiveGraph, Unpaired};
