@@ -144,9 +144,10 @@ def span_record(span):
             {
                 "trace_id": format(link.context.trace_id, "032x"),
                 "span_id": format(link.context.span_id, "016x"),
+                "flags": encoded_link.flags,
                 "attributes": typed_map(link.attributes),
             }
-            for link in span.links
+            for link, encoded_link in zip(span.links, encoded_span.links)
         ],
         "status": {
             "code": status.status_code.name,

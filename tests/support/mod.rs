@@ -46,17 +46,17 @@ const LOG_TAIL_LINES: usize = 40;
 
 /// The addresses a server wrote to `ports.json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ports {
+pub(crate) struct Ports {
     /// OTLP/gRPC.
-    pub otlp_grpc: SocketAddr,
+    pub(crate) otlp_grpc: SocketAddr,
     /// OTLP/HTTP.
-    pub otlp_http: SocketAddr,
+    pub(crate) otlp_http: SocketAddr,
     /// Query API, health and metrics.
-    pub http: SocketAddr,
+    pub(crate) http: SocketAddr,
 }
 
 /// A `tracegate serve` process with its own data directory, killed when dropped.
-pub struct TestServer {
+pub(crate) struct TestServer {
     child: Option<Child>,
     data_dir: PathBuf,
     /// Holds the data directory when the server made it; removed on drop.
@@ -71,13 +71,13 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts a server with default settings in a fresh temporary data directory.
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_with_args(&[])
     }
 
     /// Starts a server in a fresh temporary data directory with extra `serve` flags, such as
     /// `["--max-request-bytes", "4096"]`.
-    pub fn start_with_args(args: &[&str]) -> Self {
+    pub(crate) fn start_with_args(args: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("tracegate-e2e-data-")
             .tempdir()
@@ -87,7 +87,7 @@ impl TestServer {
     }
 
     /// Starts a server on an existing data directory, which it does not remove.
-    pub fn start_in(data_dir: &Path, args: &[&str]) -> Self {
+    pub(crate) fn start_in(data_dir: &Path, args: &[&str]) -> Self {
         Self::launch(data_dir.to_path_buf(), None, args)
     }
 
@@ -116,7 +116,7 @@ impl TestServer {
 
     /// Starts the process again on the same data directory and with the same flags; the
     /// old process must have stopped (see [`TestServer::kill9`] and [`TestServer::sigterm`]).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         assert!(self.child.is_none(), "restart() needs the previous process to be stopped");
         self.spawn_and_wait();
     }
@@ -187,37 +187,37 @@ impl TestServer {
     }
 
     /// The addresses of the running process.
-    pub fn ports(&self) -> Ports {
+    pub(crate) fn ports(&self) -> Ports {
         self.ports
     }
 
     /// The data directory.
-    pub fn data_dir(&self) -> &Path {
+    pub(crate) fn data_dir(&self) -> &Path {
         &self.data_dir
     }
 
     /// `http://ADDR{path}` on the query API.
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.ports.http)
     }
 
     /// The OTLP/HTTP trace endpoint, `http://ADDR/v1/traces`.
-    pub fn otlp_http_url(&self) -> String {
+    pub(crate) fn otlp_http_url(&self) -> String {
         format!("http://{}/v1/traces", self.ports.otlp_http)
     }
 
     /// The OTLP/gRPC endpoint as `127.0.0.1:PORT`.
-    pub fn otlp_grpc_addr(&self) -> String {
+    pub(crate) fn otlp_grpc_addr(&self) -> String {
         self.ports.otlp_grpc.to_string()
     }
 
     /// The process id of the running process.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().expect("a running process").id()
     }
 
     /// The last lines of the current process's log, for failure messages.
-    pub fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let text = fs::read_to_string(&self.log_path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
@@ -225,22 +225,22 @@ impl TestServer {
     }
 
     /// The whole log of the current process.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
     /// Kills the process with SIGKILL and reaps it: no chance to flush anything.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let _ = Command::new("kill").args(["-9", &child.id().to_string()]).status();
+        // `Child::kill` is SIGKILL on Unix.
         let _ = child.kill();
         let _ = child.wait();
     }
 
     /// Sends SIGTERM and waits (bounded) for the process to exit, returning its status.
-    pub fn sigterm(&mut self) -> ExitStatus {
+    pub(crate) fn sigterm(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("a running process");
         let pid = child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
@@ -294,39 +294,39 @@ fn read_ports(path: &Path) -> Option<Ports> {
 
 /// An HTTP answer, whatever its status.
 #[derive(Debug, Clone)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// Status code.
-    pub status: u16,
+    pub(crate) status: u16,
     /// `Content-Type`, empty when absent.
-    pub content_type: String,
+    pub(crate) content_type: String,
     /// Headers, lowercase names.
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     /// The body, decompressed.
-    pub body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Reply {
     /// The body as UTF-8 text.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// The body as JSON; panics with the body when it is not JSON.
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!("expected a JSON body (status {}): {e}\n{}", self.status, self.text())
         })
     }
 
     /// A header's value.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
         self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
     }
 }
 
 /// An HTTP agent for loopback: statuses are answers, not errors; no proxy.
-pub fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
@@ -358,19 +358,19 @@ fn reply(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>, what: &s
 }
 
 /// `GET url`.
-pub fn get(url: &str) -> Reply {
+pub(crate) fn get(url: &str) -> Reply {
     reply(agent().get(url).call(), &format!("GET {url}"))
 }
 
 /// `GET url`, expecting 200 and JSON.
-pub fn get_json(url: &str) -> Value {
+pub(crate) fn get_json(url: &str) -> Value {
     let reply = get(url);
     assert_eq!(reply.status, 200, "GET {url}: {}", reply.text());
     reply.json()
 }
 
 /// `POST url` with a body, a content type and optionally a content encoding.
-pub fn post(url: &str, content_type: &str, content_encoding: Option<&str>, body: &[u8]) -> Reply {
+pub(crate) fn post(url: &str, content_type: &str, content_encoding: Option<&str>, body: &[u8]) -> Reply {
     let mut request = agent().post(url).header("Content-Type", content_type);
     if let Some(encoding) = content_encoding {
         request = request.header("Content-Encoding", encoding);
@@ -379,21 +379,21 @@ pub fn post(url: &str, content_type: &str, content_encoding: Option<&str>, body:
 }
 
 /// Gzips `bytes`.
-pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(bytes).expect("gzip into memory");
     encoder.finish().expect("gzip into memory")
 }
 
 /// Gunzips `bytes`.
-pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).expect("valid gzip");
     out
 }
 
 /// Percent-encodes a query parameter value.
-pub fn query_escape(text: &str) -> String {
+pub(crate) fn query_escape(text: &str) -> String {
     let mut out = String::new();
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
@@ -409,14 +409,14 @@ pub fn query_escape(text: &str) -> String {
 // gRPC
 
 /// A blocking OTLP/gRPC client: its own small runtime and a tonic channel.
-pub struct GrpcClient {
+pub(crate) struct GrpcClient {
     runtime: tokio::runtime::Runtime,
     client: TraceServiceClient<Channel>,
 }
 
 impl GrpcClient {
     /// Connects to `addr` (loopback, plaintext HTTP/2).
-    pub fn connect(addr: SocketAddr) -> Self {
+    pub(crate) fn connect(addr: SocketAddr) -> Self {
         assert!(addr.ip().is_loopback(), "tests talk to loopback only, not {addr}");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -436,13 +436,13 @@ impl GrpcClient {
     }
 
     /// Compresses requests with gzip from now on.
-    pub fn gzip(mut self) -> Self {
+    pub(crate) fn gzip(mut self) -> Self {
         self.client = self.client.send_compressed(CompressionEncoding::Gzip);
         self
     }
 
     /// Sends one export request and waits for the answer.
-    pub fn export(
+    pub(crate) fn export(
         &mut self,
         request: ExportTraceServiceRequest,
     ) -> Result<ExportTraceServiceResponse, tonic::Status> {
@@ -456,13 +456,13 @@ impl GrpcClient {
 // Python SDK scripts
 
 /// The root of the workspace (the root package's manifest directory).
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The Python interpreter of the test virtualenv: `$TRACEGATE_TEST_PYTHON`, else
 /// `<workspace>/.venv/bin/python`. Panics, with how to create it, when there is none.
-pub fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let how = "create it with `scripts/setup-venv.sh` (run from the workspace root), then \
                `export TRACEGATE_TEST_PYTHON=$PWD/.venv/bin/python`, or run `scripts/test.sh`";
     if let Some(path) = std::env::var_os("TRACEGATE_TEST_PYTHON") {
@@ -487,7 +487,7 @@ pub fn python() -> PathBuf {
 
 /// Runs `tests/py/<script>` with the virtualenv's Python and parses its stdout as JSON.
 /// Panics with the script's stderr when it fails or prints something else.
-pub fn run_python(script: &str, args: &[&str]) -> Value {
+pub(crate) fn run_python(script: &str, args: &[&str]) -> Value {
     let python = python();
     let script_path = workspace_root().join("tests/py").join(script);
     assert!(script_path.is_file(), "missing script {}", script_path.display());
@@ -550,13 +550,13 @@ pub fn run_python(script: &str, args: &[&str]) -> Value {
 // Misc
 
 /// Now, in Unix nanoseconds.
-pub fn now_unix_nano() -> u64 {
+pub(crate) fn now_unix_nano() -> u64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
     u64::try_from(since.as_nanos()).expect("time fits u64")
 }
 
 /// A trace id that no other call in this process returns, with a recognizable `tag` byte.
-pub fn unique_trace_id(tag: u8) -> [u8; 16] {
+pub(crate) fn unique_trace_id(tag: u8) -> [u8; 16] {
     static COUNTER: AtomicUsize = AtomicUsize::new(1);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed) as u64;
     let mut id = [0u8; 16];
@@ -568,7 +568,7 @@ pub fn unique_trace_id(tag: u8) -> [u8; 16] {
 
 /// Polls `check` every few milliseconds until it returns `Some`, or panics after `timeout`
 /// describing `what` was awaited.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let started = Instant::now();
     loop {
         if let Some(value) = check() {
@@ -580,7 +580,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
 }
 
 /// Files in `dir` whose names end with `suffix`, with their sizes, sorted by name.
-pub fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<(String, u64)> {
+pub(crate) fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<(String, u64)> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
