@@ -384,11 +384,21 @@ fn jaeger_tags(tags: &Value, context: &str) -> BTreeMap<String, (String, Value)>
     map
 }
 
+/// How strictly array attributes are compared in Jaeger tags.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Arrays {
+    /// A string tag holding a JSON array of the same length.
+    AsJsonText,
+    /// The JSON text reads back as the raw values, element types included.
+    WithElementTypes,
+}
+
 /// Asserts every expected tag is present with its type and value. Array attributes are
-/// string tags whose text parses back to the array.
+/// string tags whose text is JSON, compared as `arrays` says.
 fn assert_jaeger_tags(
     actual: &BTreeMap<String, (String, Value)>,
     expected: &[(String, (String, Value))],
+    arrays: Arrays,
     context: &str,
 ) {
     for (key, (kind, value)) in expected {
@@ -396,16 +406,23 @@ fn assert_jaeger_tags(
             panic!("{context}: tag {key} missing; tags: {actual:?}");
         };
         assert_eq!(actual_kind, kind, "{context}: type of tag {key} ({actual_value})");
-        if value.is_array() {
-            let text = actual_value.as_str().unwrap_or_default();
-            let parsed: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-            assert_eq!(
+        let Some(items) = value.as_array() else {
+            assert_eq!(actual_value, value, "{context}: value of tag {key}");
+            continue;
+        };
+        let text = actual_value.as_str().unwrap_or_default();
+        let parsed: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        match arrays {
+            Arrays::AsJsonText => assert_eq!(
+                parsed.as_array().map(Vec::len),
+                Some(items.len()),
+                "{context}: array tag {key} is {actual_value}, not a JSON array like {value}"
+            ),
+            Arrays::WithElementTypes => assert_eq!(
                 &parsed, value,
                 "{context}: array tag {key} is {actual_value}, which does not read back as \
-                 {value} (element types must survive, as Jaeger's translator keeps them)"
-            );
-        } else {
-            assert_eq!(actual_value, value, "{context}: value of tag {key}");
+                 {value} (Jaeger's OTLP translator keeps element types: [1,2], [true,false])"
+            ),
         }
     }
 }
@@ -439,7 +456,7 @@ fn micros(nanos_text: &Value) -> u64 {
 }
 
 /// Asserts Jaeger's JSON of one trace against the spans sent.
-fn assert_jaeger_trace(trace: &Value, expected: &[Value], trace_id: &str) {
+fn assert_jaeger_trace(trace: &Value, expected: &[Value], trace_id: &str, arrays: Arrays) {
     assert_eq!(trace["traceID"], json!(trace_id));
     let spans = trace["spans"].as_array().expect("spans");
     assert_eq!(spans.len(), expected.len(), "trace {trace_id}: number of spans");
@@ -478,6 +495,7 @@ fn assert_jaeger_trace(trace: &Value, expected: &[Value], trace_id: &str) {
         assert_jaeger_tags(
             &process_tags,
             &expected_tags(&resource_without_name),
+            arrays,
             &format!("{context} process"),
         );
 
@@ -530,7 +548,7 @@ fn assert_jaeger_trace(trace: &Value, expected: &[Value], trace_id: &str) {
             }
             _ => assert!(!tags.contains_key("error"), "{context}: error tag on an UNSET span"),
         }
-        assert_jaeger_tags(&tags, &expected, &context);
+        assert_jaeger_tags(&tags, &expected, arrays, &context);
 
         // Logs: one per event, in order, with the event name and typed fields.
         let logs = span["logs"].as_array().cloned().unwrap_or_default();
@@ -541,7 +559,7 @@ fn assert_jaeger_trace(trace: &Value, expected: &[Value], trace_id: &str) {
             let fields = jaeger_tags(&log["fields"], &format!("{context} log"));
             let mut expected = expected_tags(&event["attributes"]);
             expected.push(string_tag("event", event["name"].as_str().unwrap()));
-            assert_jaeger_tags(&fields, &expected, &format!("{context} log"));
+            assert_jaeger_tags(&fields, &expected, arrays, &format!("{context} log"));
         }
     }
 }
@@ -559,18 +577,21 @@ fn jaeger_data(reply: &Value, context: &str) -> Value {
     data
 }
 
-#[test]
-fn sdk_spans_read_back_in_the_jaeger_model() {
-    let server = TestServer::start();
-    let sent = send_with_sdk(&server, "grpc", "py-jaeger");
-
-    for (trace_id, expected) in group_by_trace(&sent) {
+fn assert_sdk_spans_in_jaeger_model(server: &TestServer, sent: &[Value], arrays: Arrays) {
+    for (trace_id, expected) in group_by_trace(sent) {
         let reply = get_json(&server.url(&format!("/api/traces/{trace_id}")));
         let data = jaeger_data(&reply, "GET /api/traces/{id}");
         let traces = data.as_array().expect("a list of traces");
         assert_eq!(traces.len(), 1, "one trace by id");
-        assert_jaeger_trace(&traces[0], &expected, &trace_id);
+        assert_jaeger_trace(&traces[0], &expected, &trace_id, arrays);
     }
+}
+
+#[test]
+fn sdk_spans_read_back_in_the_jaeger_model() {
+    let server = TestServer::start();
+    let sent = send_with_sdk(&server, "grpc", "py-jaeger");
+    assert_sdk_spans_in_jaeger_model(&server, &sent, Arrays::AsJsonText);
 
     // An unknown trace is a 404 in Jaeger's envelope.
     let missing = hex::encode(unique_trace_id(0x7e));
@@ -578,6 +599,13 @@ fn sdk_spans_read_back_in_the_jaeger_model() {
     assert_eq!(reply.status, 404, "{}", reply.text());
     let body = reply.json();
     assert_eq!(body["errors"][0]["code"], json!(404), "{body}");
+}
+
+#[test]
+fn jaeger_array_tags_keep_their_element_types() {
+    let server = TestServer::start();
+    let sent = send_with_sdk(&server, "http", "py-jaeger-arrays");
+    assert_sdk_spans_in_jaeger_model(&server, &sent, Arrays::WithElementTypes);
 }
 
 /// The trace ids a Jaeger search returns.
