@@ -8,11 +8,13 @@
 
 mod attribute_text;
 pub mod canary;
+pub mod canary_inputs;
 pub mod demarcation;
 mod error;
 pub mod graph;
 mod operations;
 pub mod outliers;
+pub mod pod_stats;
 mod search;
 pub mod span_view;
 mod table;

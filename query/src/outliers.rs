@@ -87,6 +87,8 @@ pub struct Outlier {
     pub workload: String,
     /// The pod.
     pub pod: String,
+    /// The pod's `service.version`, empty when unknown.
+    pub version: String,
     /// The rule that found it.
     pub detector: Detector,
     /// The pod's value: consecutive errors, success rate, failure rate or median latency.
@@ -309,6 +311,7 @@ fn outlier(pod: &PodStats, detector: Detector, value: f64, threshold: f64) -> Ou
         service: pod.service.clone(),
         workload: pod.workload.clone(),
         pod: pod.pod.clone(),
+        version: pod.version.clone(),
         detector,
         value,
         threshold,
@@ -645,5 +648,6 @@ mod tests {
         assert_eq!(json["value"], 7.0);
         assert_eq!(json["requests"], 1000);
         assert_eq!(json["pod"], "reviews-v1-0");
+        assert_eq!(json["version"], "v1");
     }
 }

@@ -253,6 +253,11 @@ fn key_value(key: &str, value: Value) -> KeyValue {
     }
 }
 
+/// Spans of one scope: encoded scope, schema URL, spans.
+type ScopeGroup = (Vec<u8>, String, Vec<Span>);
+/// Scopes of one resource: encoded resource, schema URL, scopes.
+type ResourceGroup = (Vec<u8>, String, Vec<ScopeGroup>);
+
 /// Rebuilds `ResourceSpans` from span rows, grouping spans under their original resource
 /// and scope. Rows are visited in the order given.
 ///
@@ -261,7 +266,7 @@ fn key_value(key: &str, value: Value) -> KeyValue {
 pub fn to_resource_spans(
     rows: &[(&RecordBatch, usize)],
 ) -> Result<Vec<ResourceSpans>, StorageError> {
-    let mut out: Vec<(Vec<u8>, String, Vec<(Vec<u8>, String, Vec<Span>)>)> = Vec::new();
+    let mut out: Vec<ResourceGroup> = Vec::new();
     let mut bound: Vec<(*const RecordBatch, SpanRows<'_>)> = Vec::new();
     for &(batch, row) in rows {
         let ptr: *const RecordBatch = batch;

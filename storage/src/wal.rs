@@ -166,23 +166,25 @@ pub fn replay_file(
     let good_header = reader.read_exact(&mut magic).is_ok() && &magic == MAGIC;
     let mut valid_bytes = if good_header { HEADER_BYTES } else { 0 };
     let mut payload = Vec::new();
-    while good_header {
-        let mut header = [0u8; 8];
-        if reader.read_exact(&mut header).is_err() {
-            break;
+    if good_header {
+        loop {
+            let mut header = [0u8; 8];
+            if reader.read_exact(&mut header).is_err() {
+                break;
+            }
+            let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+            let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+            if len > MAX_RECORD_BYTES {
+                break;
+            }
+            payload.resize(len as usize, 0);
+            if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
+                break;
+            }
+            visit(&payload)?;
+            result.num_records += 1;
+            valid_bytes += 8 + u64::from(len);
         }
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-        if len > MAX_RECORD_BYTES {
-            break;
-        }
-        payload.resize(len as usize, 0);
-        if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
-            break;
-        }
-        visit(&payload)?;
-        result.num_records += 1;
-        valid_bytes += 8 + u64::from(len);
     }
 
     if valid_bytes < file_bytes {

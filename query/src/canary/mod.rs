@@ -21,6 +21,7 @@
 //! [`quality_report`] measures both on simulated traffic (and the outlier detectors of
 //! [`crate::outliers`] on simulated pods).
 
+mod analysis;
 mod config;
 mod error;
 mod error_rate;
@@ -31,9 +32,14 @@ pub(crate) mod math;
 mod quality;
 pub(crate) mod rank_sum;
 mod sample;
+mod selector;
 pub(crate) mod simulation;
 mod verdict;
 
+pub use analysis::{
+    AnswerCheck, CanaryAnswer, CanaryQuestion, Evidence, OutlierCheck, RegressionStart,
+    SideEvidence, SidedOutlier, analyze_canary,
+};
 pub use config::{BetaPrior, JudgeConfig};
 pub use error::JudgeError;
 pub use error_rate::{ErrorCounts, error_rate_log_e_value};
@@ -45,4 +51,5 @@ pub use quality::{
     SmallSampleQuality, quality_report,
 };
 pub use sample::{CheckInput, Sample};
+pub use selector::{SelectorError, SpanSelector};
 pub use verdict::{CheckResult, Edge, Effect, Metric, Outcome, SideValues, Statistic, Verdict};

@@ -1,0 +1,109 @@
+//! The in-process half of the ingest comparison: prost alone decoding the request bytes
+//! (the baseline), and the production ingest step on the same bytes.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use tracegate_collector::Ingestor;
+use tracegate_storage::{Store, StoreConfig};
+
+/// Encoded export requests and the spans they hold.
+pub(crate) struct Bodies {
+    /// Protobuf `ExportTraceServiceRequest` bytes, one per request.
+    pub(crate) bodies: Vec<Vec<u8>>,
+    /// Spans in all of them.
+    pub(crate) num_spans: u64,
+}
+
+impl Bodies {
+    /// Encoded bytes in all requests.
+    pub(crate) fn num_bytes(&self) -> u64 {
+        self.bodies.iter().map(|b| b.len() as u64).sum()
+    }
+}
+
+/// Time for prost to decode every body once.
+///
+/// # Errors
+/// When a body does not decode.
+pub(crate) fn decode_all(bodies: &Bodies) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    for body in &bodies.bodies {
+        let request = ExportTraceServiceRequest::decode(body.as_slice())?;
+        black_box(request);
+    }
+    Ok(started.elapsed())
+}
+
+/// What one in-process ingest run measured.
+pub(crate) struct IngestRun {
+    /// Wall time from the first decode to the last acknowledgement.
+    pub(crate) elapsed: Duration,
+    /// WAL syncs the store made.
+    pub(crate) wal_syncs: u64,
+}
+
+/// Ingests every body into a fresh store in `dir` exactly as the OTLP/HTTP receiver
+/// does (decode, then [`Ingestor::export`]: validate, columnarize, WAL append with group
+/// commit, head), on one thread, with `in_flight` requests awaiting their sync at once.
+///
+/// The store never seals during the run, so no Parquet flush competes for the CPU; the
+/// WAL writer thread still does the writes and syncs, as in production.
+///
+/// # Errors
+/// When the store cannot be opened or an export fails.
+pub(crate) fn ingest_all(bodies: &Bodies, dir: &Path, in_flight: usize) -> anyhow::Result<IngestRun> {
+    let config = StoreConfig {
+        max_head_spans: usize::MAX,
+        max_head_age: Duration::from_secs(24 * 3600),
+        max_memory_bytes: usize::MAX,
+        ..StoreConfig::new(dir)
+    };
+    let (store, _) = Store::open(config, Vec::new()).context("open the ingest store")?;
+    let ingestor = Ingestor::new(store.clone(), 64 << 20);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+
+    let started = Instant::now();
+    runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for body in &bodies.bodies {
+            while tasks.len() >= in_flight {
+                if let Some(done) = tasks.join_next().await {
+                    done??;
+                }
+            }
+            let ingestor = ingestor.clone();
+            let raw = body.clone();
+            tasks.spawn(async move {
+                let request = ExportTraceServiceRequest::decode(raw.as_slice())?;
+                let response = ingestor.export(request, Some(raw)).await?;
+                anyhow::ensure!(response.partial_success.is_none(), "spans were rejected");
+                anyhow::Ok(())
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done??;
+        }
+        anyhow::Ok(())
+    })?;
+    let elapsed = started.elapsed();
+
+    let committed = store.stats().spans_committed.load(Ordering::Relaxed);
+    anyhow::ensure!(
+        committed == bodies.num_spans,
+        "ingest committed {committed} spans of {}",
+        bodies.num_spans
+    );
+    let wal_syncs = store.stats().wal_syncs.load(Ordering::Relaxed);
+    // Dropping the last handle stops the writer without flushing the head to Parquet.
+    drop(ingestor);
+    drop(store);
+    Ok(IngestRun { elapsed, wal_syncs })
+}
