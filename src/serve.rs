@@ -136,6 +136,7 @@ pub async fn run(
     );
 
     state.set_ready();
+    tracegate_ui_api::spawn_outlier_monitor(state.clone());
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
     on_ready(addrs);
 

@@ -856,6 +856,66 @@ mod tests {
         assert_eq!(inputs.baseline.recent_traces(10, false), vec![[3; 16], [1; 16]]);
     }
 
+    /// `count` traces per version where ratings fails for every `ratings_fails_every`-th call
+    /// and reviews propagates the failure; `reviews_fails_every` adds reviews' own failures.
+    fn traffic(
+        version: &str,
+        first: u8,
+        count: usize,
+        ratings_fails_every: usize,
+        reviews_fails_every: Option<usize>,
+    ) -> Vec<CallTree> {
+        use SpanKind::{Client, Server};
+        (0..count)
+            .map(|index| {
+                let number = first.wrapping_add(index as u8);
+                let start_ms = 10 * index as i64 + i64::from(first);
+                let ratings_fails = index % ratings_fails_every == 0;
+                let fails = ratings_fails || reviews_fails_every.is_some_and(|every| index % every == 1);
+                let mut spans = vec![
+                    span(number, 1, None, "frontend", "1.0", Client, "GET /reviews", start_ms, 20, fails),
+                    span(number, 2, Some(1), "reviews", version, Server, "GET /reviews", start_ms + 1, 18, fails),
+                    span(number, 3, Some(2), "reviews", version, Client, "ratings/Get", start_ms + 2, 5, ratings_fails),
+                    span(number, 4, Some(3), "ratings", "1.0", Server, "ratings/Get", start_ms + 3, 3, ratings_fails),
+                ];
+                // Unique trace ids across both sides.
+                for span in &mut spans {
+                    span.trace_id[1] = first;
+                    span.trace_id[2..10].copy_from_slice(&(index as u64).to_be_bytes());
+                }
+                CallTree::assemble(spans).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_dependency_failing_for_both_sides_does_not_fail_the_canary() {
+        use crate::canary::{JudgeConfig, Metric, Outcome, judge};
+        // ratings fails one call in five for everyone, and reviews fails with it.
+        let mut trees = traffic("v1", 0, 600, 5, None);
+        trees.extend(traffic("v2", 1, 600, 5, None));
+        let inputs = canary_inputs(&trees, "reviews", by_version);
+        let incoming = input(&inputs, "frontend", "reviews");
+        assert_eq!((incoming.baseline.errors, incoming.canary.errors), (120, 120));
+        let verdict = judge(&inputs.inputs, &JudgeConfig::default()).unwrap();
+        assert_eq!(verdict.verdict, Outcome::Pass, "{verdict:#?}");
+
+        // The same dependency fault plus reviews v2's own one-in-three failures does fail it,
+        // on the edge into reviews and not on the edge to ratings.
+        let mut trees = traffic("v1", 0, 600, 5, None);
+        trees.extend(traffic("v2", 1, 600, 5, Some(3)));
+        let inputs = canary_inputs(&trees, "reviews", by_version);
+        let verdict = judge(&inputs.inputs, &JudgeConfig::default()).unwrap();
+        assert_eq!(verdict.verdict, Outcome::Fail);
+        let failed: Vec<(&str, &str, Metric)> = verdict
+            .checks
+            .iter()
+            .filter(|check| check.result == Outcome::Fail)
+            .map(|check| (check.edge.source.as_str(), check.edge.target.as_str(), check.metric))
+            .collect();
+        assert_eq!(failed, vec![("frontend", "reviews", Metric::ErrorRate)]);
+    }
+
     fn calls(starts_and_latencies: &[(i64, f64)]) -> Vec<TimedCall> {
         starts_and_latencies
             .iter()

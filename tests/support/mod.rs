@@ -65,6 +65,8 @@ pub(crate) struct TestServer {
     logs: tempfile::TempDir,
     log_path: PathBuf,
     num_starts: usize,
+    started: Instant,
+    startup_transport_errors: Vec<String>,
     args: Vec<String>,
     ports: Ports,
 }
@@ -103,6 +105,8 @@ impl TestServer {
             _owned_data_dir: owned,
             logs,
             num_starts: 0,
+            started: Instant::now(),
+            startup_transport_errors: Vec::new(),
             args: args.iter().map(|a| a.to_string()).collect(),
             ports: Ports {
                 otlp_grpc: unspecified(),
@@ -121,7 +125,25 @@ impl TestServer {
         self.spawn_and_wait();
     }
 
+    /// Like [`TestServer::restart`], with other extra `serve` flags from now on.
+    pub(crate) fn restart_with_args(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self.restart();
+    }
+
+    /// Like [`TestServer::restart`], but returns as soon as the listeners are bound (ports.json
+    /// written), before the WAL is replayed; finish with [`TestServer::wait_ready`].
+    pub(crate) fn restart_until_bound(&mut self) {
+        assert!(self.child.is_none(), "restart needs the previous process to be stopped");
+        self.spawn_until_bound();
+    }
+
     fn spawn_and_wait(&mut self) {
+        self.spawn_until_bound();
+        self.wait_ready();
+    }
+
+    fn spawn_until_bound(&mut self) {
         // A stale ports.json from the previous process must not be mistaken for this one's.
         let ports_path = self.data_dir.join("ports.json");
         match fs::remove_file(&ports_path) {
@@ -151,24 +173,38 @@ impl TestServer {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
         self.child = Some(child);
+        self.started = Instant::now();
+        self.startup_transport_errors.clear();
 
-        let started = Instant::now();
         self.ports = loop {
             self.assert_alive("while starting");
             if let Some(ports) = read_ports(&ports_path) {
                 break ports;
             }
-            self.assert_before(started, "ports.json to appear");
+            self.assert_before("ports.json to appear");
             std::thread::sleep(POLL_INTERVAL);
         };
+    }
+
+    /// Polls `GET /ready` until it answers 200. A transport error (a connection refused or
+    /// reset while the server hands over from its startup listener) counts as not ready yet
+    /// and is kept in [`TestServer::startup_transport_errors`].
+    pub(crate) fn wait_ready(&mut self) {
         loop {
             self.assert_alive("while replaying the WAL");
-            if get(&self.url("/ready")).status == 200 {
-                break;
+            match try_get(&self.url("/ready")) {
+                Ok(reply) if reply.status == 200 => break,
+                Ok(reply) => assert_eq!(reply.status, 503, "/ready before ready: {}", reply.text()),
+                Err(error) => self.startup_transport_errors.push(error),
             }
-            self.assert_before(started, "GET /ready to answer 200");
+            self.assert_before("GET /ready to answer 200");
             std::thread::sleep(POLL_INTERVAL);
         }
+    }
+
+    /// Transport errors seen while waiting for `/ready` in the last start.
+    pub(crate) fn startup_transport_errors(&self) -> &[String] {
+        &self.startup_transport_errors
     }
 
     fn assert_alive(&mut self, when: &str) {
@@ -179,8 +215,8 @@ impl TestServer {
         }
     }
 
-    fn assert_before(&mut self, started: Instant, what: &str) {
-        if started.elapsed() > STARTUP_TIMEOUT {
+    fn assert_before(&mut self, what: &str) {
+        if self.started.elapsed() > STARTUP_TIMEOUT {
             self.kill9();
             panic!("timed out after {STARTUP_TIMEOUT:?} waiting for {what}\n{}", self.log_tail());
         }
@@ -241,10 +277,20 @@ impl TestServer {
 
     /// Sends SIGTERM and waits (bounded) for the process to exit, returning its status.
     pub(crate) fn sigterm(&mut self) -> ExitStatus {
+        self.stop_with_signal("TERM")
+    }
+
+    /// Sends SIGINT (as Ctrl-C does) and waits (bounded) for the process to exit.
+    pub(crate) fn sigint(&mut self) -> ExitStatus {
+        self.stop_with_signal("INT")
+    }
+
+    fn stop_with_signal(&mut self, signal: &str) -> ExitStatus {
         let mut child = self.child.take().expect("a running process");
         let pid = child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
-        assert!(sent.success(), "kill -TERM {pid} failed: {sent}");
+        let flag = format!("-{signal}");
+        let sent = Command::new("kill").args([flag.as_str(), &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill {flag} {pid} failed: {sent}");
         let started = Instant::now();
         loop {
             if let Some(status) = child.try_wait().expect("poll the server process") {
@@ -254,7 +300,7 @@ impl TestServer {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "tracegate serve did not exit within {SHUTDOWN_TIMEOUT:?} of SIGTERM\n{}",
+                    "tracegate serve did not exit within {SHUTDOWN_TIMEOUT:?} of SIG{signal}\n{}",
                     self.log_tail()
                 );
             }
@@ -360,6 +406,14 @@ fn reply(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>, what: &s
 /// `GET url`.
 pub(crate) fn get(url: &str) -> Reply {
     reply(agent().get(url).call(), &format!("GET {url}"))
+}
+
+/// `GET url`, with a transport failure (refused, reset) as an error instead of a panic.
+pub(crate) fn try_get(url: &str) -> Result<Reply, String> {
+    match agent().get(url).call() {
+        Ok(response) => Ok(reply(Ok(response), &format!("GET {url}"))),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// `GET url`, expecting 200 and JSON.

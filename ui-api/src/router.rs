@@ -1,17 +1,18 @@
 //! The HTTP API's routes.
 
-use axum::Router;
 use axum::middleware::from_fn_with_state;
-use axum::routing::get;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
 
 use crate::state::AppState;
-use crate::{graph_api, health, jaeger, metrics, native};
+use crate::{canary_api, graph_api, health, jaeger, metrics, native, outliers_api};
 
 /// The OpenAPI description of this API, served at `/api/openapi.yaml`.
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
 
 /// Every route of the query API, health and metrics.
 pub fn api_router(state: AppState) -> Router {
+    let anchors = canary_api::Anchors::default();
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
@@ -33,6 +34,16 @@ pub fn api_router(state: AppState) -> Router {
         .route("/api/v1/traces/{trace_id}/tree", get(native::trace_tree))
         .route("/api/v1/graph", get(graph_api::graph))
         .route("/api/v1/demarcation", get(graph_api::demarcation))
+        .route("/api/v1/outliers", get(outliers_api::outliers))
+        .route("/api/v1/canary/analyze", post(canary_api::analyze))
+        .route(
+            "/api/v1/canary/verdict",
+            get(canary_api::verdict).layer(Extension(anchors.clone())),
+        )
+        .route(
+            "/api/v1/canary/flagger",
+            post(canary_api::flagger).layer(Extension(anchors)),
+        )
         .route("/api/{*rest}", get(jaeger::routes::not_found))
         .layer(from_fn_with_state(state.clone(), metrics::record_latency))
         .with_state(state)
