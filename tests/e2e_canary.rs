@@ -27,7 +27,12 @@ fn loadgen(server: &TestServer, scenario: &str, traces: u64, seed: u64) -> Value
     let output = Command::new(env!("CARGO_BIN_EXE_tracegate"))
         .args(["loadgen", "--endpoint", &server.otlp_grpc_addr()])
         .args(["--scenario", scenario, "--rate", "0", "--duration", "50s"])
-        .args(["--max-traces", &traces.to_string(), "--seed", &seed.to_string()])
+        .args([
+            "--max-traces",
+            &traces.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
         .args(["--quiet", "--json"])
         .env("RUST_LOG", "warn")
         .output()
@@ -47,7 +52,12 @@ fn loadgen(server: &TestServer, scenario: &str, traces: u64, seed: u64) -> Value
 }
 
 fn post_json(server: &TestServer, path: &str, body: &Value) -> support::Reply {
-    post(&server.url(path), "application/json", None, body.to_string().as_bytes())
+    post(
+        &server.url(path),
+        "application/json",
+        None,
+        body.to_string().as_bytes(),
+    )
 }
 
 fn analyze(server: &TestServer, baseline: Value, canary: Value) -> Value {
@@ -85,28 +95,45 @@ fn flagger_body(checksum: &str) -> Value {
 /// The contract's fields, with their JSON types.
 fn assert_answer_shape(answer: &Value) {
     let verdict = answer["verdict"].as_str().expect("verdict is a string");
-    assert!(["pass", "fail", "inconclusive"].contains(&verdict), "{verdict}");
+    assert!(
+        ["pass", "fail", "inconclusive"].contains(&verdict),
+        "{verdict}"
+    );
     let score = answer["score"].as_u64().expect("score is an integer");
     assert!(score <= 100, "{score}");
-    assert!(answer["reason"].as_str().is_some_and(|r| !r.is_empty()), "{answer}");
+    assert!(
+        answer["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{answer}"
+    );
     let checks = answer["checks"].as_array().expect("checks is an array");
     for check in checks {
         assert!(check["edge"]["source"].is_string(), "{check}");
         assert!(check["edge"]["target"].is_string(), "{check}");
         assert!(check["operation"].is_string(), "{check}");
         let metric = check["metric"].as_str().expect("metric is a string");
-        assert!(["error_rate", "latency", "outlier"].contains(&metric), "{check}");
+        assert!(
+            ["error_rate", "latency", "outlier"].contains(&metric),
+            "{check}"
+        );
         assert!(check["baseline"]["requests"].is_u64(), "{check}");
         assert!(check["canary"]["requests"].is_u64(), "{check}");
         let result = check["result"].as_str().expect("result is a string");
-        assert!(["pass", "fail", "inconclusive"].contains(&result), "{check}");
+        assert!(
+            ["pass", "fail", "inconclusive"].contains(&result),
+            "{check}"
+        );
         assert!(check["reason"].is_string(), "{check}");
     }
     let evidence = &answer["evidence"];
-    let exemplars = evidence["exemplar_trace_ids"].as_array().expect("exemplar ids");
+    let exemplars = evidence["exemplar_trace_ids"]
+        .as_array()
+        .expect("exemplar ids");
     for id in exemplars {
         let id = id.as_str().expect("exemplar ids are strings");
-        assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
     }
     assert!(evidence["slow_exemplar_trace_ids"].is_array(), "{evidence}");
     assert!(evidence["suspects"].is_array(), "{evidence}");
@@ -169,7 +196,11 @@ fn a_regressed_canary_fails_with_evidence_naming_it() {
         100.0 * canary_rate,
         100.0 * baseline_rate
     );
-    assert!(canary_rate > 0.04 && baseline_rate < 0.02, "{:#}", incoming[0]);
+    assert!(
+        canary_rate > 0.04 && baseline_rate < 0.02,
+        "{:#}",
+        incoming[0]
+    );
     let latency = checks_of(&answer, "frontend", "reviews", "latency");
     eprintln!("frontend->reviews latency: {}", latency[0]["reason"]);
 
@@ -183,7 +214,11 @@ fn a_regressed_canary_fails_with_evidence_naming_it() {
     assert_eq!(start["service"], "reviews", "{start:#}");
     assert_eq!(start["version"], "v2", "{start:#}");
     assert_eq!(start["kind"], "error", "{start:#}");
-    assert_eq!(start["edge"], json!({"source": "frontend", "target": "reviews"}), "{start:#}");
+    assert_eq!(
+        start["edge"],
+        json!({"source": "frontend", "target": "reviews"}),
+        "{start:#}"
+    );
     let exemplars = answer["evidence"]["exemplar_trace_ids"].as_array().unwrap();
     assert!(!exemplars.is_empty(), "{answer:#}");
     let tree = get_json(&server.url(&format!(
@@ -197,7 +232,10 @@ fn a_regressed_canary_fails_with_evidence_naming_it() {
             node["service"] == "reviews" && node["version"] == "v2" && node["error"] == true;
         stack.extend(node["children"].as_array().into_iter().flatten());
     }
-    assert!(failing_canary_span, "exemplar has no failing reviews v2 span: {tree:#}");
+    assert!(
+        failing_canary_span,
+        "exemplar has no failing reviews v2 span: {tree:#}"
+    );
 
     // Blue-green style: the same comparison by workload.
     let by_workload = analyze(
@@ -205,7 +243,10 @@ fn a_regressed_canary_fails_with_evidence_naming_it() {
         json!({"workload": "reviews-v1"}),
         json!({"workload": "reviews-v2"}),
     );
-    eprintln!("canary-regression, by workload: {}", rate_line(&by_workload));
+    eprintln!(
+        "canary-regression, by workload: {}",
+        rate_line(&by_workload)
+    );
     assert_eq!(by_workload["verdict"], "fail", "{by_workload:#}");
 
     // Argo Rollouts' web provider: 200 with the verdict in the body.
@@ -221,7 +262,10 @@ fn a_regressed_canary_fails_with_evidence_naming_it() {
     assert_eq!(reply.status, 412, "{}", reply.text());
     let body = reply.json();
     assert_eq!(body["verdict"], "fail");
-    assert!(body["reason"].as_str().unwrap().contains("failed"), "{body:#}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("failed"),
+        "{body:#}"
+    );
     assert_eq!(body["canary"], "shop/reviews");
     assert_eq!(body["anchored"], true);
 }
@@ -234,9 +278,15 @@ fn a_healthy_canary_never_fails() {
     let answer = analyze(&server, json!({"version": "v1"}), json!({"version": "v2"}));
     eprintln!("steady, by version: {}", rate_line(&answer));
     assert_ne!(answer["verdict"], "fail", "{answer:#}");
-    assert!(answer["evidence"]["regression_start"].is_null(), "{answer:#}");
+    assert!(
+        answer["evidence"]["regression_start"].is_null(),
+        "{answer:#}"
+    );
     let canary_requests = answer["evidence"]["canary"]["requests"].as_u64().unwrap();
-    assert!(canary_requests >= 200, "too little canary traffic to judge: {canary_requests}");
+    assert!(
+        canary_requests >= 200,
+        "too little canary traffic to judge: {canary_requests}"
+    );
 
     let reply = get(&verdict_url(&server));
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -272,7 +322,13 @@ fn a_few_dozen_canary_requests_are_inconclusive() {
     assert_eq!(answer["score"], 0);
     for check in answer["checks"].as_array().unwrap() {
         assert_eq!(check["result"], "inconclusive", "{check:#}");
-        assert!(check["reason"].as_str().unwrap().starts_with("too little data"), "{check:#}");
+        assert!(
+            check["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("too little data"),
+            "{check:#}"
+        );
     }
 
     let verdict = get_json(&verdict_url(&server));
@@ -300,22 +356,36 @@ fn error_burst_flags_only_the_failing_cart_pod() {
         assert!(outlier["requests"].is_u64(), "{outlier}");
         let detector = outlier["detector"].as_str().unwrap();
         assert!(
-            ["consecutive_errors", "success_rate", "failure_percentage", "latency"]
-                .contains(&detector),
+            [
+                "consecutive_errors",
+                "success_rate",
+                "failure_percentage",
+                "latency"
+            ]
+            .contains(&detector),
             "{outlier}"
         );
     }
     eprintln!("error-burst outliers: {}", answer["outliers"]);
-    let pods: BTreeSet<&str> = outliers.iter().map(|o| o["pod"].as_str().unwrap()).collect();
+    let pods: BTreeSet<&str> = outliers
+        .iter()
+        .map(|o| o["pod"].as_str().unwrap())
+        .collect();
     assert_eq!(pods, BTreeSet::from([FAILING_POD]), "{answer:#}");
     let flagged = outliers.iter().find(|o| o["detector"] == "success_rate");
     let flagged = flagged.unwrap_or_else(|| panic!("no success_rate finding: {answer:#}"));
-    assert_eq!((&flagged["service"], &flagged["workload"]), (&json!("cart"), &json!("cart")));
+    assert_eq!(
+        (&flagged["service"], &flagged["workload"]),
+        (&json!("cart"), &json!("cart"))
+    );
     let success_rate = flagged["value"].as_f64().unwrap();
     assert!((0.55..0.8).contains(&success_rate), "{flagged}");
     assert!(flagged["requests"].as_u64().unwrap() >= 100, "{flagged}");
     assert_eq!(answer["versions"], json!([]), "{answer:#}");
-    assert!(answer["pods_analyzed"].as_u64().unwrap() >= 15, "{answer:#}");
+    assert!(
+        answer["pods_analyzed"].as_u64().unwrap() >= 15,
+        "{answer:#}"
+    );
 
     // One service only.
     let reviews = get_json(&server.url("/api/v1/outliers?service=reviews"));
@@ -328,18 +398,39 @@ fn bad_requests_name_the_field() {
     let analyze_error = |body: Value| {
         let reply = post_json(&server, "/api/v1/canary/analyze", &body);
         assert_eq!(reply.status, 400, "{body}: {}", reply.text());
-        reply.json()["error"].as_str().expect("error is a string").to_owned()
+        reply.json()["error"]
+            .as_str()
+            .expect("error is a string")
+            .to_owned()
     };
     let v1 = json!({"version": "v1"});
     let v2 = json!({"version": "v2"});
     let cases = [
         (json!({"baseline": v1, "canary": v2}), "service is missing"),
-        (json!({"service": "reviews", "canary": v2}), "baseline is missing"),
-        (json!({"service": "reviews", "baseline": v1, "canary": {"verison": "v2"}}), "canary.verison"),
-        (json!({"service": "reviews", "baseline": v1, "canary": {}}), "canary: empty selector"),
-        (json!({"service": "reviews", "baseline": v1, "canary": v1}), "same selector"),
-        (json!({"service": "reviews", "baseline": v1, "canary": v2, "start": "soon"}), "start"),
-        (json!({"service": "reviews", "baseline": v1, "canary": v2, "stat": 1}), "stat: unknown"),
+        (
+            json!({"service": "reviews", "canary": v2}),
+            "baseline is missing",
+        ),
+        (
+            json!({"service": "reviews", "baseline": v1, "canary": {"verison": "v2"}}),
+            "canary.verison",
+        ),
+        (
+            json!({"service": "reviews", "baseline": v1, "canary": {}}),
+            "canary: empty selector",
+        ),
+        (
+            json!({"service": "reviews", "baseline": v1, "canary": v1}),
+            "same selector",
+        ),
+        (
+            json!({"service": "reviews", "baseline": v1, "canary": v2, "start": "soon"}),
+            "start",
+        ),
+        (
+            json!({"service": "reviews", "baseline": v1, "canary": v2, "stat": 1}),
+            "stat: unknown",
+        ),
         (
             json!({"service": "reviews", "baseline": v1, "canary": v2, "config": {"alpha": 2}}),
             "config: invalid judge config: alpha",
@@ -347,27 +438,54 @@ fn bad_requests_name_the_field() {
     ];
     for (body, expected) in cases {
         let error = analyze_error(body.clone());
-        assert!(error.contains(expected), "{body}: {error:?} lacks {expected:?}");
+        assert!(
+            error.contains(expected),
+            "{body}: {error:?} lacks {expected:?}"
+        );
     }
-    let reply = post(&server.url("/api/v1/canary/analyze"), "application/json", None, b"{");
+    let reply = post(
+        &server.url("/api/v1/canary/analyze"),
+        "application/json",
+        None,
+        b"{",
+    );
     assert_eq!(reply.status, 400);
-    assert!(reply.json()["error"].as_str().unwrap().contains("invalid JSON"));
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid JSON")
+    );
 
     let reply = get(&server.url("/api/v1/canary/verdict?service=reviews&baseline_version=v1"));
     assert_eq!(reply.status, 400);
-    assert!(reply.json()["error"].as_str().unwrap().contains("canary_version"), "{}", reply.text());
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("canary_version"),
+        "{}",
+        reply.text()
+    );
     let reply = get(&server.url(
         "/api/v1/canary/verdict?service=reviews&baseline_version=v1&canary_version=v2&window=5",
     ));
     assert_eq!(reply.status, 400);
-    assert!(reply.json()["error"].as_str().unwrap().contains("window"), "{}", reply.text());
+    assert!(
+        reply.json()["error"].as_str().unwrap().contains("window"),
+        "{}",
+        reply.text()
+    );
 
     let mut body = flagger_body("x");
     body["metadata"].as_object_mut().unwrap().remove("service");
     let reply = post_json(&server, "/api/v1/canary/flagger", &body);
     assert_eq!(reply.status, 400);
     assert!(
-        reply.json()["error"].as_str().unwrap().contains("metadata.service"),
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("metadata.service"),
         "{}",
         reply.text()
     );
@@ -375,7 +493,12 @@ fn bad_requests_name_the_field() {
     // With no traffic at all, the answer is inconclusive, not an error.
     let answer = analyze(&server, json!({"version": "v1"}), json!({"version": "v2"}));
     assert_eq!(answer["verdict"], "inconclusive");
-    assert!(answer["reason"].as_str().unwrap().contains("no call of service reviews"));
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no call of service reviews")
+    );
     let outliers = get_json(&server.url("/api/v1/outliers"));
     assert_eq!(outliers["outliers"], json!([]));
 }

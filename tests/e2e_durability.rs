@@ -17,7 +17,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 use serde_json::Value;
-use support::{GrpcClient, TestServer, files_with_suffix, get, gzip, now_unix_nano, post, wait_for};
+use support::{
+    GrpcClient, TestServer, files_with_suffix, get, gzip, now_unix_nano, post, wait_for,
+};
 use tracegate::sim::{Mesh, Scenario, to_request};
 
 /// The spans of every acknowledged trace: trace id (hex) to its span ids (hex).
@@ -46,7 +48,11 @@ impl Sender {
             Transport::GrpcGzip => Some(GrpcClient::connect(server.ports().otlp_grpc).gzip()),
             Transport::HttpProtobuf | Transport::HttpProtobufGzip => None,
         };
-        Self { transport, grpc, otlp_http_url: server.otlp_http_url() }
+        Self {
+            transport,
+            grpc,
+            otlp_http_url: server.otlp_http_url(),
+        }
     }
 
     /// Exports `request`, asserting it is acknowledged in full.
@@ -61,8 +67,19 @@ impl Sender {
                     Transport::HttpProtobufGzip => (gzip(&body), Some("gzip")),
                     _ => (body, None),
                 };
-                let reply = post(&self.otlp_http_url, "application/x-protobuf", encoding, &body);
-                assert_eq!(reply.status, 200, "{:?} export refused: {}", self.transport, reply.text());
+                let reply = post(
+                    &self.otlp_http_url,
+                    "application/x-protobuf",
+                    encoding,
+                    &body,
+                );
+                assert_eq!(
+                    reply.status,
+                    200,
+                    "{:?} export refused: {}",
+                    self.transport,
+                    reply.text()
+                );
                 ExportTraceServiceResponse::decode(reply.body.as_slice())
                     .expect("a protobuf ExportTraceServiceResponse")
             }
@@ -124,9 +141,17 @@ fn stored_spans(server: &TestServer, trace_id: &str) -> Option<Vec<String>> {
     let document = reply.json();
     let mut span_ids = Vec::new();
     for resource_spans in document["resourceSpans"].as_array().into_iter().flatten() {
-        for scope_spans in resource_spans["scopeSpans"].as_array().into_iter().flatten() {
+        for scope_spans in resource_spans["scopeSpans"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             for span in scope_spans["spans"].as_array().into_iter().flatten() {
-                assert_eq!(span["traceId"], Value::from(trace_id), "span of another trace");
+                assert_eq!(
+                    span["traceId"],
+                    Value::from(trace_id),
+                    "span of another trace"
+                );
                 span_ids.push(span["spanId"].as_str().unwrap_or_default().to_string());
             }
         }
@@ -152,7 +177,10 @@ fn assert_all_stored(server: &TestServer, acknowledged: &Acknowledged, when: &st
             expected.len(),
             span_ids.len() - unique.len()
         );
-        assert_eq!(&unique, expected, "{when}: trace {trace_id} has other spans");
+        assert_eq!(
+            &unique, expected,
+            "{when}: trace {trace_id} has other spans"
+        );
     }
     assert!(
         missing.is_empty(),
@@ -198,23 +226,47 @@ fn acknowledged_exports_survive_kill_9_with_wal_replay_and_parquet_segments() {
         spans_since_start += num_spans(&spans);
         acknowledged.extend(spans);
     }
-    wait_for(Duration::from_secs(20), "a Parquet segment after the seal", || {
-        (num_segments(&server) > 0).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "a Parquet segment after the seal",
+        || (num_segments(&server) > 0).then_some(()),
+    );
     let (request, spans) = mesh_request(&mut mesh, 1);
-    assert!(num_spans(&spans) < 150, "the last export must not seal again");
+    assert!(
+        num_spans(&spans) < 150,
+        "the last export must not seal again"
+    );
     sender.export(request);
     acknowledged.extend(spans);
-    assert!(wal_record_bytes(&server) > 0, "round 2 ends with records in the WAL");
+    assert!(
+        wal_record_bytes(&server) > 0,
+        "round 2 ends with records in the WAL"
+    );
     server.kill9();
     drop(sender);
     server.restart();
     assert!(num_segments(&server) > 0, "the segment is still there");
-    assert_all_stored(&server, &acknowledged, "after round 2 (segment + WAL replay)");
+    assert_all_stored(
+        &server,
+        &acknowledged,
+        "after round 2 (segment + WAL replay)",
+    );
 
     // Round 3: HTTP/protobuf, plain then gzip, killed right after the last acknowledgement.
-    acknowledged.extend(send_batches(&server, &mut mesh, Transport::HttpProtobuf, 4, 2));
-    acknowledged.extend(send_batches(&server, &mut mesh, Transport::HttpProtobufGzip, 4, 2));
+    acknowledged.extend(send_batches(
+        &server,
+        &mut mesh,
+        Transport::HttpProtobuf,
+        4,
+        2,
+    ));
+    acknowledged.extend(send_batches(
+        &server,
+        &mut mesh,
+        Transport::HttpProtobufGzip,
+        4,
+        2,
+    ));
     server.kill9();
     server.restart();
     assert_all_stored(&server, &acknowledged, "after round 3 (HTTP, kill -9)");
@@ -230,17 +282,43 @@ fn sigterm_flushes_the_head_to_parquet_and_exits_zero() {
     let mut server = TestServer::start();
     let mut mesh = Mesh::new(Scenario::ErrorBurst, 0x7e57);
     let mut acknowledged = send_batches(&server, &mut mesh, Transport::Grpc, 4, 3);
-    acknowledged.extend(send_batches(&server, &mut mesh, Transport::HttpProtobuf, 3, 2));
+    acknowledged.extend(send_batches(
+        &server,
+        &mut mesh,
+        Transport::HttpProtobuf,
+        3,
+        2,
+    ));
     assert_eq!(num_segments(&server), 0, "nothing sealed before shutdown");
 
     let status = server.sigterm();
-    assert!(status.success(), "SIGTERM must exit 0, got {status}\n{}", server.log_tail());
-    assert!(num_segments(&server) >= 1, "the head is flushed to a Parquet segment");
-    assert_eq!(wal_record_bytes(&server), 0, "no WAL records left unflushed after SIGTERM");
     assert!(
-        !server.data_dir().join("segments").read_dir().unwrap().any(|entry| {
-            entry.unwrap().file_name().to_string_lossy().ends_with(".tmp")
-        }),
+        status.success(),
+        "SIGTERM must exit 0, got {status}\n{}",
+        server.log_tail()
+    );
+    assert!(
+        num_segments(&server) >= 1,
+        "the head is flushed to a Parquet segment"
+    );
+    assert_eq!(
+        wal_record_bytes(&server),
+        0,
+        "no WAL records left unflushed after SIGTERM"
+    );
+    assert!(
+        !server
+            .data_dir()
+            .join("segments")
+            .read_dir()
+            .unwrap()
+            .any(|entry| {
+                entry
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            }),
         "no half-written segment"
     );
 
@@ -261,10 +339,100 @@ fn sigint_stops_cleanly_like_sigterm() {
     let acknowledged = send_batches(&server, &mut mesh, Transport::GrpcGzip, 3, 2);
 
     let status = server.sigint();
-    assert!(status.success(), "SIGINT must exit 0, got {status}\n{}", server.log_tail());
-    assert!(num_segments(&server) >= 1, "the head is flushed to a Parquet segment");
-    assert_eq!(wal_record_bytes(&server), 0, "no WAL records left unflushed after SIGINT");
+    assert!(
+        status.success(),
+        "SIGINT must exit 0, got {status}\n{}",
+        server.log_tail()
+    );
+    assert!(
+        num_segments(&server) >= 1,
+        "the head is flushed to a Parquet segment"
+    );
+    assert_eq!(
+        wal_record_bytes(&server),
+        0,
+        "no WAL records left unflushed after SIGINT"
+    );
 
     server.restart();
     assert_all_stored(&server, &acknowledged, "after SIGINT and restart");
+}
+
+/// What a poller saw: each answer's status, or the transport error.
+fn poll_until(url: &str, stop: &std::sync::atomic::AtomicBool) -> Vec<Result<u16, String>> {
+    let mut seen = Vec::new();
+    let started = std::time::Instant::now();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{url}: never ready"
+        );
+        seen.push(support::try_get(url).map(|reply| reply.status));
+    }
+    seen
+}
+
+#[test]
+fn health_and_ready_answer_while_the_wal_replays() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut server = TestServer::start();
+    let mut mesh = Mesh::new(Scenario::CanaryRegression, 0x4ead);
+    let acknowledged = send_batches(&server, &mut mesh, Transport::Grpc, 30, 5);
+    server.kill9();
+
+    // Restart and watch /health and /ready from two threads, each request on a new
+    // connection, through the handover from the startup listener to the full API.
+    server.restart_until_bound();
+    let health_url = server.url("/health");
+    let ready_url = server.url("/ready");
+    let stop = AtomicBool::new(false);
+    let (health, ready) = std::thread::scope(|scope| {
+        let health = scope.spawn(|| poll_until(&health_url, &stop));
+        let ready = scope.spawn(|| {
+            let mut seen = Vec::new();
+            let mut num_ready = 0;
+            while num_ready < 50 {
+                let answer = support::try_get(&ready_url).map(|reply| reply.status);
+                num_ready += usize::from(answer == Ok(200));
+                seen.push(answer);
+                assert!(seen.len() < 1_000_000, "/ready never answered 200");
+            }
+            stop.store(true, Ordering::Relaxed);
+            seen
+        });
+        (health.join().unwrap(), ready.join().unwrap())
+    });
+    server.wait_ready();
+
+    let errors: Vec<&String> = health
+        .iter()
+        .chain(&ready)
+        .filter_map(|a| a.as_ref().err())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "/health and /ready must answer while the process runs; {} of {} requests failed, \
+         e.g. {:?}",
+        errors.len(),
+        health.len() + ready.len(),
+        errors.first()
+    );
+    assert!(
+        health.iter().all(|a| *a == Ok(200)),
+        "/health is 200 throughout: {health:?}"
+    );
+    let first_ready = ready
+        .iter()
+        .position(|a| *a == Ok(200))
+        .expect("ready at last");
+    assert!(
+        ready[..first_ready].iter().all(|a| *a == Ok(503)),
+        "503 before ready: {ready:?}"
+    );
+    assert!(
+        ready[first_ready..].iter().all(|a| *a == Ok(200)),
+        "200 once ready: {ready:?}"
+    );
+    assert_all_stored(&server, &acknowledged, "after the watched restart");
 }

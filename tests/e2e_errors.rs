@@ -55,7 +55,10 @@ fn error_message(reply: &Reply, format: &str) -> String {
         status.message
     } else {
         let body = reply.json();
-        assert!(body["code"].as_i64().is_some_and(|c| c != 0), "code in {body}");
+        assert!(
+            body["code"].as_i64().is_some_and(|c| c != 0),
+            "code in {body}"
+        );
         body["message"].as_str().unwrap_or_default().to_string()
     };
     assert!(!message.is_empty(), "error answers carry a message");
@@ -63,7 +66,11 @@ fn error_message(reply: &Reply, format: &str) -> String {
 }
 
 fn kv(key: &str, value: Variant) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
 }
 
 fn span(trace_id: &[u8], span_id: &[u8], parent: &[u8], name: &str) -> Span {
@@ -88,7 +95,10 @@ fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
                 ..Default::default()
             }),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope { name: "errors".into(), ..Default::default() }),
+                scope: Some(InstrumentationScope {
+                    name: "errors".into(),
+                    ..Default::default()
+                }),
                 spans,
                 schema_url: String::new(),
             }],
@@ -107,7 +117,11 @@ fn stored_span_ids(server: &TestServer, trace_id: &[u8]) -> Option<Vec<String>> 
     let document = reply.json();
     let mut ids = Vec::new();
     for resource_spans in document["resourceSpans"].as_array().into_iter().flatten() {
-        for scope_spans in resource_spans["scopeSpans"].as_array().into_iter().flatten() {
+        for scope_spans in resource_spans["scopeSpans"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             for span in scope_spans["spans"].as_array().into_iter().flatten() {
                 ids.push(span["spanId"].as_str().unwrap_or_default().to_string());
             }
@@ -120,7 +134,12 @@ fn stored_span_ids(server: &TestServer, trace_id: &[u8]) -> Option<Vec<String>> 
 /// Asserts the server is healthy and still takes a normal export over OTLP/HTTP JSON.
 fn assert_still_serving(server: &TestServer) {
     let health = get(&server.url("/health"));
-    assert_eq!(health.status, 200, "/health after bad requests: {}", health.text());
+    assert_eq!(
+        health.status,
+        200,
+        "/health after bad requests: {}",
+        health.text()
+    );
     let trace_id = unique_trace_id(0x0c);
     let body = json!({"resourceSpans": [{
         "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "ok"}}]},
@@ -133,8 +152,18 @@ fn assert_still_serving(server: &TestServer) {
             "endTimeUnixNano": now_unix_nano().to_string(),
         }]}],
     }]});
-    let reply = post(&server.otlp_http_url(), JSON, None, body.to_string().as_bytes());
-    assert_eq!(reply.status, 200, "a normal export after bad requests: {}", reply.text());
+    let reply = post(
+        &server.otlp_http_url(),
+        JSON,
+        None,
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(
+        reply.status,
+        200,
+        "a normal export after bad requests: {}",
+        reply.text()
+    );
     assert_eq!(
         stored_span_ids(server, &trace_id),
         Some(vec!["1111111111111111".to_string()]),
@@ -145,13 +174,19 @@ fn assert_still_serving(server: &TestServer) {
 #[test]
 fn garbage_protobuf_is_a_400_with_a_google_rpc_status() {
     let server = TestServer::start();
-    for garbage in [&b"\xff\xff\xff\xff not protobuf at all"[..], b"\x0a\xff\xff\xff\x0f\x01"] {
+    for garbage in [
+        &b"\xff\xff\xff\xff not protobuf at all"[..],
+        b"\x0a\xff\xff\xff\x0f\x01",
+    ] {
         let reply = post(&server.otlp_http_url(), PROTOBUF, None, garbage);
         assert_eq!(reply.status, 400, "garbage {garbage:?}: {}", reply.text());
         let status = RpcStatus::decode(reply.body.as_slice()).expect("a google.rpc.Status");
         assert_eq!(status.code, INVALID_ARGUMENT, "{status:?}");
         let message = error_message(&reply, PROTOBUF);
-        assert!(message.contains("protobuf"), "the message says what failed: {message}");
+        assert!(
+            message.contains("protobuf"),
+            "the message says what failed: {message}"
+        );
     }
     assert_still_serving(&server);
 }
@@ -177,10 +212,18 @@ fn broken_json_is_a_400_naming_the_problem() {
     for (body, named) in cases {
         let reply = post(&server.otlp_http_url(), JSON, None, body.as_bytes());
         assert_eq!(reply.status, 400, "{body}: {}", reply.text());
-        assert_eq!(reply.json()["code"], json!(INVALID_ARGUMENT), "{body}: {}", reply.text());
+        assert_eq!(
+            reply.json()["code"],
+            json!(INVALID_ARGUMENT),
+            "{body}: {}",
+            reply.text()
+        );
         let message = error_message(&reply, JSON);
         for word in named {
-            assert!(message.contains(word), "{body}: the message should name {word}: {message}");
+            assert!(
+                message.contains(word),
+                "{body}: the message should name {word}: {message}"
+            );
         }
     }
     assert_still_serving(&server);
@@ -200,12 +243,27 @@ fn bad_ids_request(service: &str) -> BadIds {
     let child = [0x20, 1, 2, 3, 4, 5, 6, 7];
     let spans = vec![
         span(&good_trace, &root, &[], "good root"),
-        span(&good_trace[..15], &[0x30, 1, 2, 3, 4, 5, 6, 7], &[], "trace id of 15 bytes"),
+        span(
+            &good_trace[..15],
+            &[0x30, 1, 2, 3, 4, 5, 6, 7],
+            &[],
+            "trace id of 15 bytes",
+        ),
         span(&good_trace, &child, &root, "good child"),
         span(&good_trace, &[], &root, "empty span id"),
-        span(&[0; 16], &[0x40, 1, 2, 3, 4, 5, 6, 7], &[], "all-zero trace id"),
+        span(
+            &[0; 16],
+            &[0x40, 1, 2, 3, 4, 5, 6, 7],
+            &[],
+            "all-zero trace id",
+        ),
         span(&good_trace, &[0; 8], &root, "all-zero span id"),
-        span(&good_trace, &[0x50, 1, 2, 3, 4, 5, 6, 7], &[1, 2, 3], "parent id of 3 bytes"),
+        span(
+            &good_trace,
+            &[0x50, 1, 2, 3, 4, 5, 6, 7],
+            &[1, 2, 3],
+            "parent id of 3 bytes",
+        ),
     ];
     BadIds {
         request: request(service, spans),
@@ -217,7 +275,10 @@ fn bad_ids_request(service: &str) -> BadIds {
 
 fn assert_rejection_message(message: &str) {
     for word in ["trace_id", "span_id", "16 bytes", "zero", "parent_span_id"] {
-        assert!(message.contains(word), "the rejection message should mention {word}: {message}");
+        assert!(
+            message.contains(word),
+            "the rejection message should mention {word}: {message}"
+        );
     }
 }
 
@@ -262,13 +323,25 @@ fn bad_ids_over_http_json_are_rejected_one_by_one() {
         "scopeSpans": [{"scope": {"name": "errors"}, "spans": spans}],
     }]});
 
-    let reply = post(&server.otlp_http_url(), JSON, None, body.to_string().as_bytes());
-    assert_eq!(reply.status, 200, "partial success is a 200: {}", reply.text());
+    let reply = post(
+        &server.otlp_http_url(),
+        JSON,
+        None,
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(
+        reply.status,
+        200,
+        "partial success is a 200: {}",
+        reply.text()
+    );
     let answer = reply.json();
     let partial = &answer["partialSuccess"];
     let rejected = match &partial["rejectedSpans"] {
         Value::String(text) => text.parse::<i64>().expect("an int64 string"),
-        other => other.as_i64().unwrap_or_else(|| panic!("rejectedSpans missing: {answer}")),
+        other => other
+            .as_i64()
+            .unwrap_or_else(|| panic!("rejectedSpans missing: {answer}")),
     };
     assert_eq!(rejected, case.num_bad, "{answer}");
     assert_rejection_message(partial["errorMessage"].as_str().unwrap_or_default());
@@ -282,8 +355,17 @@ fn bad_ids_over_http_protobuf_are_rejected_one_by_one() {
     let case = bad_ids_request("bad-ids-protobuf");
     let body = case.request.encode_to_vec();
     let reply = post(&server.otlp_http_url(), PROTOBUF, None, &body);
-    assert_eq!(reply.status, 200, "partial success is a 200: {}", reply.text());
-    assert!(reply.content_type.starts_with(PROTOBUF), "{}", reply.content_type);
+    assert_eq!(
+        reply.status,
+        200,
+        "partial success is a 200: {}",
+        reply.text()
+    );
+    assert!(
+        reply.content_type.starts_with(PROTOBUF),
+        "{}",
+        reply.content_type
+    );
     let answer = ExportTraceServiceResponse::decode(reply.body.as_slice()).expect("a response");
     let partial = answer.partial_success.expect("partial_success is set");
     assert_eq!(partial.rejected_spans, case.num_bad, "{partial:?}");
@@ -297,15 +379,22 @@ fn bad_ids_over_grpc_are_rejected_one_by_one() {
     let server = TestServer::start();
     let case = bad_ids_request("bad-ids-grpc");
     let mut client = GrpcClient::connect(server.ports().otlp_grpc);
-    let answer = client.export(case.request.clone()).expect("partial success is a success");
+    let answer = client
+        .export(case.request.clone())
+        .expect("partial success is a success");
     let partial = answer.partial_success.expect("partial_success is set");
     assert_eq!(partial.rejected_spans, case.num_bad, "{partial:?}");
     assert_rejection_message(&partial.error_message);
     assert_only_good_spans_stored(&server, &case);
 
     // A request of bad spans only is answered the same way and stores nothing.
-    let only_bad = request("bad-ids-grpc", vec![span(&[0; 16], &[1; 8], &[], "zero trace")]);
-    let answer = client.export(only_bad).expect("partial success is a success");
+    let only_bad = request(
+        "bad-ids-grpc",
+        vec![span(&[0; 16], &[1; 8], &[], "zero trace")],
+    );
+    let answer = client
+        .export(only_bad)
+        .expect("partial success is a success");
     assert_eq!(answer.partial_success.map(|p| p.rejected_spans), Some(1));
     assert_still_serving(&server);
 }
@@ -323,19 +412,32 @@ fn truncated_gzip_is_a_400() {
         let reply = post(&server.otlp_http_url(), format, Some("gzip"), truncated);
         assert_eq!(reply.status, 400, "{format}: {}", reply.text());
         let message = error_message(&reply, format);
-        assert!(message.contains("gzip"), "{format}: the message names gzip: {message}");
+        assert!(
+            message.contains("gzip"),
+            "{format}: the message names gzip: {message}"
+        );
     }
     // Not gzip at all, though it says so.
-    let reply = post(&server.otlp_http_url(), JSON, Some("gzip"), b"{\"resourceSpans\": []}");
+    let reply = post(
+        &server.otlp_http_url(),
+        JSON,
+        Some("gzip"),
+        b"{\"resourceSpans\": []}",
+    );
     assert_eq!(reply.status, 400, "{}", reply.text());
-    assert_eq!(stored_span_ids(&server, &case.good_trace), None, "nothing stored");
+    assert_eq!(
+        stored_span_ids(&server, &case.good_trace),
+        None,
+        "nothing stored"
+    );
     assert_still_serving(&server);
 }
 
 /// A valid request whose protobuf encoding takes about `bytes` bytes.
 fn request_of_size(bytes: usize, trace_id: &[u8; 16]) -> ExportTraceServiceRequest {
     let mut big = span(trace_id, &[0x60, 1, 2, 3, 4, 5, 6, 7], &[], "big");
-    big.attributes.push(kv("payload", Variant::StringValue("x".repeat(bytes))));
+    big.attributes
+        .push(kv("payload", Variant::StringValue("x".repeat(bytes))));
     request("sizes", vec![big])
 }
 
@@ -349,8 +451,17 @@ fn oversized_requests_are_refused_with_the_limit_over_http_and_grpc() {
     let small = request_of_size(LIMIT - 1024, &small_trace).encode_to_vec();
     assert!(small.len() < LIMIT);
     let reply = post(&server.otlp_http_url(), PROTOBUF, None, &small);
-    assert_eq!(reply.status, 200, "{} bytes under a {LIMIT} limit: {}", small.len(), reply.text());
-    assert!(stored_span_ids(&server, &small_trace).is_some(), "the small request is stored");
+    assert_eq!(
+        reply.status,
+        200,
+        "{} bytes under a {LIMIT} limit: {}",
+        small.len(),
+        reply.text()
+    );
+    assert!(
+        stored_span_ids(&server, &small_trace).is_some(),
+        "the small request is stored"
+    );
 
     // Over it: plain protobuf, plain JSON, and gzip that only inflates beyond the limit.
     let big_trace = unique_trace_id(0x52);
@@ -368,32 +479,61 @@ fn oversized_requests_are_refused_with_the_limit_over_http_and_grpc() {
         .into_bytes()
     };
     let bomb = gzip(&big_protobuf);
-    assert!(bomb.len() < LIMIT, "the compressed body itself is under the limit");
+    assert!(
+        bomb.len() < LIMIT,
+        "the compressed body itself is under the limit"
+    );
     for (format, encoding, body) in [
         (PROTOBUF, None, &big_protobuf),
         (JSON, None, &big_json),
         (PROTOBUF, Some("gzip"), &bomb),
     ] {
         let reply = post(&server.otlp_http_url(), format, encoding, body);
-        assert_eq!(reply.status, 413, "{format} {encoding:?} of {} bytes", body.len());
+        assert_eq!(
+            reply.status,
+            413,
+            "{format} {encoding:?} of {} bytes",
+            body.len()
+        );
         let message = error_message(&reply, format);
-        assert!(message.contains(&limit), "{format} {encoding:?}: the limit in: {message}");
+        assert!(
+            message.contains(&limit),
+            "{format} {encoding:?}: the limit in: {message}"
+        );
     }
 
     // gRPC refuses it too, with a resource code and a message.
     let mut client = GrpcClient::connect(server.ports().otlp_grpc);
-    let status = client.export(big).expect_err("an oversized gRPC export is refused");
+    let status = client
+        .export(big)
+        .expect_err("an oversized gRPC export is refused");
     assert!(
-        matches!(status.code(), tonic::Code::ResourceExhausted | tonic::Code::OutOfRange),
+        matches!(
+            status.code(),
+            tonic::Code::ResourceExhausted | tonic::Code::OutOfRange
+        ),
         "gRPC code for an oversized request: {status:?}"
     );
-    assert!(status.message().contains(&limit), "the limit in: {:?}", status.message());
-    assert_eq!(stored_span_ids(&server, &big_trace), None, "nothing of it stored");
+    assert!(
+        status.message().contains(&limit),
+        "the limit in: {:?}",
+        status.message()
+    );
+    assert_eq!(
+        stored_span_ids(&server, &big_trace),
+        None,
+        "nothing of it stored"
+    );
 
     // And a small gRPC export on the same connection still works.
     let ok_trace = unique_trace_id(0x53);
-    client.export(request_of_size(100, &ok_trace)).expect("a small gRPC export");
-    assert!(stored_span_ids(&server, &ok_trace).is_some(), "the small gRPC export is stored");
+    client
+        .export(request_of_size(100, &ok_trace))
+        .expect("a small gRPC export");
+    assert!(
+        stored_span_ids(&server, &ok_trace).is_some(),
+        "the small gRPC export is stored"
+    );
     assert_still_serving(&server);
 }
 
@@ -405,11 +545,19 @@ fn unsupported_content_type_or_encoding_is_a_415() {
         let reply = post(&server.otlp_http_url(), content_type, None, body);
         assert_eq!(reply.status, 415, "{content_type}: {}", reply.text());
         let message = error_message(&reply, JSON);
-        assert!(message.contains(content_type), "the message names {content_type}: {message}");
+        assert!(
+            message.contains(content_type),
+            "the message names {content_type}: {message}"
+        );
     }
     // No content type at all.
-    let reply = support::agent().post(&server.otlp_http_url()).send(&body[..]);
-    let status = reply.expect("POST without a content type").status().as_u16();
+    let reply = support::agent()
+        .post(&server.otlp_http_url())
+        .send(&body[..]);
+    let status = reply
+        .expect("POST without a content type")
+        .status()
+        .as_u16();
     assert_eq!(status, 415, "no content type");
 
     let reply = post(&server.otlp_http_url(), JSON, Some("br"), body);
@@ -417,7 +565,12 @@ fn unsupported_content_type_or_encoding_is_a_415() {
     assert!(error_message(&reply, JSON).contains("br"));
 
     // Parameters on a supported type are fine.
-    let reply = post(&server.otlp_http_url(), "application/json; charset=utf-8", None, body);
+    let reply = post(
+        &server.otlp_http_url(),
+        "application/json; charset=utf-8",
+        None,
+        body,
+    );
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_still_serving(&server);
 }
@@ -438,7 +591,10 @@ fn one_server_takes_every_bad_request_and_keeps_serving() {
         (400, post(&url, PROTOBUF, Some("gzip"), truncated)),
         (413, post(&url, PROTOBUF, None, &big)),
         (415, post(&url, "text/csv", None, b"a,b")),
-        (200, post(&url, PROTOBUF, None, &case.request.encode_to_vec())),
+        (
+            200,
+            post(&url, PROTOBUF, None, &case.request.encode_to_vec()),
+        ),
     ];
     for (index, (expected, reply)) in answers.iter().enumerate() {
         assert_eq!(reply.status, *expected, "request {index}: {}", reply.text());

@@ -13,8 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 use support::{
-    TestServer, get, get_json, gzip, now_unix_nano, post, query_escape, run_python,
-    unique_trace_id,
+    TestServer, get, get_json, gzip, now_unix_nano, post, query_escape, run_python, unique_trace_id,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -23,8 +22,13 @@ use support::{
 /// An OTLP/JSON `AnyValue` in the typed normal form; 64-bit integers may be strings or
 /// numbers, as the OTLP/JSON mapping allows.
 fn typed_any(value: &Value) -> Value {
-    let object = value.as_object().unwrap_or_else(|| panic!("AnyValue not an object: {value}"));
-    assert!(object.len() <= 1, "AnyValue with several alternatives: {value}");
+    let object = value
+        .as_object()
+        .unwrap_or_else(|| panic!("AnyValue not an object: {value}"));
+    assert!(
+        object.len() <= 1,
+        "AnyValue with several alternatives: {value}"
+    );
     let Some((name, inner)) = object.iter().next() else {
         return json!({"type": "empty"});
     };
@@ -35,7 +39,11 @@ fn typed_any(value: &Value) -> Value {
         "doubleValue" => json!({"type": "double", "value": double(inner)}),
         "bytesValue" => json!({"type": "bytes", "value": inner}),
         "arrayValue" => {
-            let values = inner.get("values").and_then(Value::as_array).cloned().unwrap_or_default();
+            let values = inner
+                .get("values")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             json!({"type": "array", "values": values.iter().map(typed_any).collect::<Vec<_>>()})
         }
         "kvlistValue" => json!({"type": "kvlist", "values": typed_attributes(inner.get("values"))}),
@@ -46,7 +54,9 @@ fn typed_any(value: &Value) -> Value {
 /// An OTLP/JSON int64: a decimal string or a JSON integer.
 fn int64(value: &Value) -> i64 {
     match value {
-        Value::String(text) => text.parse().unwrap_or_else(|e| panic!("int64 {text:?}: {e}")),
+        Value::String(text) => text
+            .parse()
+            .unwrap_or_else(|e| panic!("int64 {text:?}: {e}")),
         Value::Number(number) => number.as_i64().unwrap_or_else(|| panic!("int64 {number}")),
         other => panic!("int64 of the wrong JSON type: {other}"),
     }
@@ -57,18 +67,22 @@ fn uint64_text(value: Option<&Value>) -> String {
     match value {
         None => "0".to_string(),
         Some(Value::String(text)) => {
-            text.parse::<u64>().unwrap_or_else(|e| panic!("uint64 {text:?}: {e}"));
+            text.parse::<u64>()
+                .unwrap_or_else(|e| panic!("uint64 {text:?}: {e}"));
             text.clone()
         }
-        Some(Value::Number(number)) => {
-            number.as_u64().unwrap_or_else(|| panic!("uint64 {number}")).to_string()
-        }
+        Some(Value::Number(number)) => number
+            .as_u64()
+            .unwrap_or_else(|| panic!("uint64 {number}"))
+            .to_string(),
         Some(other) => panic!("uint64 of the wrong JSON type: {other}"),
     }
 }
 
 fn double(value: &Value) -> f64 {
-    value.as_f64().unwrap_or_else(|| panic!("a finite double, got {value}"))
+    value
+        .as_f64()
+        .unwrap_or_else(|| panic!("a finite double, got {value}"))
 }
 
 /// An OTLP/JSON attribute list as a map from key to typed value; keys must be unique.
@@ -76,15 +90,25 @@ fn typed_attributes(list: Option<&Value>) -> Value {
     let list = list.and_then(Value::as_array).cloned().unwrap_or_default();
     let mut map = Map::new();
     for pair in &list {
-        let key = pair["key"].as_str().unwrap_or_else(|| panic!("attribute without key: {pair}"));
-        let value = pair.get("value").map_or(json!({"type": "empty"}), typed_any);
-        assert!(map.insert(key.to_string(), value).is_none(), "duplicate attribute {key}");
+        let key = pair["key"]
+            .as_str()
+            .unwrap_or_else(|| panic!("attribute without key: {pair}"));
+        let value = pair
+            .get("value")
+            .map_or(json!({"type": "empty"}), typed_any);
+        assert!(
+            map.insert(key.to_string(), value).is_none(),
+            "duplicate attribute {key}"
+        );
     }
     Value::Object(map)
 }
 
 fn text(value: Option<&Value>) -> String {
-    value.and_then(Value::as_str).unwrap_or_default().to_string()
+    value
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn number(value: Option<&Value>) -> i64 {
@@ -95,10 +119,16 @@ fn number(value: Option<&Value>) -> i64 {
 /// with its resource and scope.
 fn normalize_otlp_json(document: &Value) -> Vec<Value> {
     let mut spans = Vec::new();
-    let resource_spans = document["resourceSpans"].as_array().cloned().unwrap_or_default();
+    let resource_spans = document["resourceSpans"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for resource_spans in &resource_spans {
         let resource = typed_attributes(resource_spans["resource"].get("attributes"));
-        let scope_spans = resource_spans["scopeSpans"].as_array().cloned().unwrap_or_default();
+        let scope_spans = resource_spans["scopeSpans"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         for scope_spans in &scope_spans {
             let scope = &scope_spans["scope"];
             let scope = json!({
@@ -164,7 +194,9 @@ fn normalize_otlp_span(span: &Value, resource: &Value, scope: &Value) -> Value {
 
 /// The spans `send_spans.py` reports it sent, in the normal form.
 fn normalize_sdk_spans(sent: &Value) -> Vec<Value> {
-    let spans = sent["spans"].as_array().expect("send_spans.py prints a span list");
+    let spans = sent["spans"]
+        .as_array()
+        .expect("send_spans.py prints a span list");
     spans
         .iter()
         .map(|span| {
@@ -227,7 +259,10 @@ fn assert_same_spans(actual: &[Value], expected: &[Value], context: &str) {
         let mut map = BTreeMap::new();
         for span in spans {
             let id = span["span_id"].as_str().unwrap().to_string();
-            assert!(map.insert(id.clone(), span.clone()).is_none(), "{context}: span {id} twice");
+            assert!(
+                map.insert(id.clone(), span.clone()).is_none(),
+                "{context}: span {id} twice"
+            );
         }
         map
     };
@@ -241,11 +276,9 @@ fn assert_same_spans(actual: &[Value], expected: &[Value], context: &str) {
     for (id, expected) in &expected {
         let name = expected["name"].as_str().unwrap_or_default();
         assert_eq!(
-            &actual[id],
-            expected,
+            &actual[id], expected,
             "{context}: span {id} ({name}) differs\n--- actual ---\n{:#}\n--- expected ---\n{:#}",
-            actual[id],
-            expected
+            actual[id], expected
         );
     }
 }
@@ -259,12 +292,16 @@ fn assert_canonical_otlp_json(value: &Value, path: &str) {
                 let here = format!("{path}.{key}");
                 match key.as_str() {
                     "intValue" | "startTimeUnixNano" | "endTimeUnixNano" | "timeUnixNano" => {
-                        assert!(inner.is_string(), "{here} must be a decimal string: {inner}");
+                        assert!(
+                            inner.is_string(),
+                            "{here} must be a decimal string: {inner}"
+                        );
                     }
                     "traceId" | "spanId" | "parentSpanId" => {
                         let id = inner.as_str().unwrap_or_else(|| panic!("{here}: {inner}"));
                         assert!(
-                            id.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+                            id.chars()
+                                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
                             "{here} must be lowercase hex: {id}"
                         );
                     }
@@ -312,7 +349,14 @@ fn send_with_sdk(server: &TestServer, protocol: &str, service: &str) -> Vec<Valu
     };
     let sent = run_python(
         "send_spans.py",
-        &["--protocol", protocol, "--endpoint", &endpoint, "--service", service],
+        &[
+            "--protocol",
+            protocol,
+            "--endpoint",
+            &endpoint,
+            "--service",
+            service,
+        ],
     );
     let spans = normalize_sdk_spans(&sent);
     assert_eq!(spans.len(), 6, "send_spans.py sends 6 spans: {sent:#}");
@@ -367,7 +411,14 @@ fn jaeger_tag(typed: &Value) -> (String, Value) {
 /// A typed value without its types, as JSON.
 fn raw(typed: &Value) -> Value {
     match typed["type"].as_str().unwrap() {
-        "array" => Value::Array(typed["values"].as_array().unwrap().iter().map(raw).collect()),
+        "array" => Value::Array(
+            typed["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(raw)
+                .collect(),
+        ),
         _ => typed["value"].clone(),
     }
 }
@@ -375,11 +426,19 @@ fn raw(typed: &Value) -> Value {
 /// Jaeger tags as a map from key to (type, value); keys must be unique.
 fn jaeger_tags(tags: &Value, context: &str) -> BTreeMap<String, (String, Value)> {
     let mut map = BTreeMap::new();
-    for tag in tags.as_array().unwrap_or_else(|| panic!("{context}: tags not a list: {tags}")) {
+    for tag in tags
+        .as_array()
+        .unwrap_or_else(|| panic!("{context}: tags not a list: {tags}"))
+    {
         let key = tag["key"].as_str().unwrap().to_string();
-        let kind = tag["type"].as_str().unwrap_or_else(|| panic!("{context}: untyped {tag}"));
+        let kind = tag["type"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{context}: untyped {tag}"));
         let entry = (kind.to_string(), tag["value"].clone());
-        assert!(map.insert(key.clone(), entry).is_none(), "{context}: tag {key} twice");
+        assert!(
+            map.insert(key.clone(), entry).is_none(),
+            "{context}: tag {key} twice"
+        );
     }
     map
 }
@@ -405,7 +464,10 @@ fn assert_jaeger_tags(
         let Some((actual_kind, actual_value)) = actual.get(key) else {
             panic!("{context}: tag {key} missing; tags: {actual:?}");
         };
-        assert_eq!(actual_kind, kind, "{context}: type of tag {key} ({actual_value})");
+        assert_eq!(
+            actual_kind, kind,
+            "{context}: type of tag {key} ({actual_value})"
+        );
         let Some(items) = value.as_array() else {
             assert_eq!(actual_value, value, "{context}: value of tag {key}");
             continue;
@@ -459,7 +521,11 @@ fn micros(nanos_text: &Value) -> u64 {
 fn assert_jaeger_trace(trace: &Value, expected: &[Value], trace_id: &str, arrays: Arrays) {
     assert_eq!(trace["traceID"], json!(trace_id));
     let spans = trace["spans"].as_array().expect("spans");
-    assert_eq!(spans.len(), expected.len(), "trace {trace_id}: number of spans");
+    assert_eq!(
+        spans.len(),
+        expected.len(),
+        "trace {trace_id}: number of spans"
+    );
     let processes = trace["processes"].as_object().expect("processes");
 
     for sent in expected {
@@ -474,9 +540,21 @@ fn assert_jaeger_trace(trace: &Value, expected: &[Value], trace_id: &str, arrays
 
         // Microsecond times.
         let start = micros(&sent["start_time_unix_nano"]);
-        let end_nanos: u64 = sent["end_time_unix_nano"].as_str().unwrap().parse().unwrap();
-        let start_nanos: u64 = sent["start_time_unix_nano"].as_str().unwrap().parse().unwrap();
-        assert_eq!(span["startTime"].as_u64(), Some(start), "{context}: startTime in µs");
+        let end_nanos: u64 = sent["end_time_unix_nano"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let start_nanos: u64 = sent["start_time_unix_nano"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            span["startTime"].as_u64(),
+            Some(start),
+            "{context}: startTime in µs"
+        );
         assert_eq!(
             span["duration"].as_u64(),
             Some((end_nanos - start_nanos) / 1_000),
@@ -487,11 +565,20 @@ fn assert_jaeger_trace(trace: &Value, expected: &[Value], trace_id: &str, arrays
         let process_id = span["processID"].as_str().expect("processID");
         let process = &processes[process_id];
         let resource = sent["resource"].as_object().unwrap();
-        assert_eq!(process["serviceName"], resource["service.name"]["value"], "{context}");
+        assert_eq!(
+            process["serviceName"], resource["service.name"]["value"],
+            "{context}"
+        );
         let process_tags = jaeger_tags(&process["tags"], &format!("{context} process"));
-        assert!(!process_tags.contains_key("service.name"), "{context}: service.name is a tag");
+        assert!(
+            !process_tags.contains_key("service.name"),
+            "{context}: service.name is a tag"
+        );
         let mut resource_without_name = sent["resource"].clone();
-        resource_without_name.as_object_mut().unwrap().remove("service.name");
+        resource_without_name
+            .as_object_mut()
+            .unwrap()
+            .remove("service.name");
         assert_jaeger_tags(
             &process_tags,
             &expected_tags(&resource_without_name),
@@ -533,8 +620,14 @@ fn assert_jaeger_trace(trace: &Value, expected: &[Value], trace_id: &str, arrays
         let mut expected = expected_tags(&sent["attributes"]);
         let kind = span_kind_name(sent["kind"].as_i64().unwrap());
         expected.push(string_tag("span.kind", kind));
-        expected.push(string_tag("otel.scope.name", sent["scope"]["name"].as_str().unwrap()));
-        expected.push(string_tag("otel.scope.version", sent["scope"]["version"].as_str().unwrap()));
+        expected.push(string_tag(
+            "otel.scope.name",
+            sent["scope"]["name"].as_str().unwrap(),
+        ));
+        expected.push(string_tag(
+            "otel.scope.version",
+            sent["scope"]["version"].as_str().unwrap(),
+        ));
         let status_message = sent["status"]["message"].as_str().unwrap();
         match sent["status"]["code"].as_i64().unwrap() {
             2 => {
@@ -544,9 +637,15 @@ fn assert_jaeger_trace(trace: &Value, expected: &[Value], trace_id: &str, arrays
             }
             1 => {
                 expected.push(string_tag("otel.status_code", "OK"));
-                assert!(!tags.contains_key("error"), "{context}: error tag on an OK span");
+                assert!(
+                    !tags.contains_key("error"),
+                    "{context}: error tag on an OK span"
+                );
             }
-            _ => assert!(!tags.contains_key("error"), "{context}: error tag on an UNSET span"),
+            _ => assert!(
+                !tags.contains_key("error"),
+                "{context}: error tag on an UNSET span"
+            ),
         }
         assert_jaeger_tags(&tags, &expected, arrays, &context);
 
@@ -555,7 +654,10 @@ fn assert_jaeger_trace(trace: &Value, expected: &[Value], trace_id: &str, arrays
         let events = sent["events"].as_array().unwrap();
         assert_eq!(logs.len(), events.len(), "{context}: one log per event");
         for (log, event) in logs.iter().zip(events) {
-            assert_eq!(log["timestamp"].as_u64(), Some(micros(&event["time_unix_nano"])));
+            assert_eq!(
+                log["timestamp"].as_u64(),
+                Some(micros(&event["time_unix_nano"]))
+            );
             let fields = jaeger_tags(&log["fields"], &format!("{context} log"));
             let mut expected = expected_tags(&event["attributes"]);
             expected.push(string_tag("event", event["name"].as_str().unwrap()));
@@ -568,11 +670,18 @@ fn assert_jaeger_trace(trace: &Value, expected: &[Value], trace_id: &str, arrays
 fn jaeger_data(reply: &Value, context: &str) -> Value {
     assert!(reply["errors"].is_null(), "{context}: errors in {reply}");
     for field in ["total", "limit", "offset"] {
-        assert!(reply[field].is_u64(), "{context}: envelope field {field} missing: {reply}");
+        assert!(
+            reply[field].is_u64(),
+            "{context}: envelope field {field} missing: {reply}"
+        );
     }
     let data = reply["data"].clone();
     if let Some(items) = data.as_array() {
-        assert_eq!(reply["total"].as_u64(), Some(items.len() as u64), "{context}: total");
+        assert_eq!(
+            reply["total"].as_u64(),
+            Some(items.len() as u64),
+            "{context}: total"
+        );
     }
     data
 }
@@ -617,7 +726,10 @@ fn search(server: &TestServer, query: &str) -> BTreeSet<String> {
         .iter()
         .map(|trace| {
             let id = trace["traceID"].as_str().unwrap().to_string();
-            assert!(!trace["spans"].as_array().unwrap().is_empty(), "{query}: trace without spans");
+            assert!(
+                !trace["spans"].as_array().unwrap().is_empty(),
+                "{query}: trace without spans"
+            );
             id
         })
         .collect()
@@ -638,7 +750,10 @@ fn jaeger_search_services_and_operations_find_the_sdk_spans() {
         .find(|(_, spans)| spans.iter().any(|s| s["name"] == json!("POST /checkout")))
         .map(|(id, _)| id)
         .expect("the checkout trace");
-    let fulfil = traces.keys().find(|id| *id != checkout).expect("the fulfil trace");
+    let fulfil = traces
+        .keys()
+        .find(|id| *id != checkout)
+        .expect("the fulfil trace");
     let both = ids(&[checkout, fulfil]);
     let only_checkout = ids(&[checkout]);
     let only_fulfil = ids(&[fulfil]);
@@ -651,8 +766,10 @@ fn jaeger_search_services_and_operations_find_the_sdk_spans() {
         "service operations",
     );
     let names: BTreeSet<String> = serde_json::from_value(operations).unwrap();
-    let expected_names: BTreeSet<String> =
-        sent.iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
+    let expected_names: BTreeSet<String> = sent
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(names, expected_names, "operations of {service}");
 
     let with_kinds = jaeger_data(
@@ -663,7 +780,12 @@ fn jaeger_search_services_and_operations_find_the_sdk_spans() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| (o["name"].as_str().unwrap().into(), o["spanKind"].as_str().unwrap().into()))
+        .map(|o| {
+            (
+                o["name"].as_str().unwrap().into(),
+                o["spanKind"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     let expected_kinds: BTreeSet<(String, String)> = sent
         .iter()
@@ -674,10 +796,15 @@ fn jaeger_search_services_and_operations_find_the_sdk_spans() {
         .collect();
     assert_eq!(with_kinds, expected_kinds, "operations with span kinds");
     let servers = jaeger_data(
-        &get_json(&server.url(&format!("/api/operations?service={service}&spanKind=server"))),
+        &get_json(&server.url(&format!(
+            "/api/operations?service={service}&spanKind=server"
+        ))),
         "server operations",
     );
-    assert_eq!(servers, json!([{"name": "POST /checkout", "spanKind": "server"}]));
+    assert_eq!(
+        servers,
+        json!([{"name": "POST /checkout", "spanKind": "server"}])
+    );
     let unknown = jaeger_data(
         &get_json(&server.url("/api/services/no-such-service/operations")),
         "operations of an unknown service",
@@ -687,43 +814,98 @@ fn jaeger_search_services_and_operations_find_the_sdk_spans() {
     // Search by service and operation.
     let by_service = format!("service={service}");
     assert_eq!(search(&server, &by_service), both, "by service");
-    assert_eq!(search(&server, "service=no-such-service"), BTreeSet::new(), "unknown service");
+    assert_eq!(
+        search(&server, "service=no-such-service"),
+        BTreeSet::new(),
+        "unknown service"
+    );
     let by_operation = format!("{by_service}&operation={}", query_escape("orders process"));
     assert_eq!(search(&server, &by_operation), only_fulfil, "by operation");
 
     // Tags: status, a dedicated int column, a plain attribute, a shared attribute, and a
     // resource attribute.
     let tags = |tags: &str| format!("{by_service}&tags={}", query_escape(tags));
-    assert_eq!(search(&server, &tags(r#"{"error":"true"}"#)), only_checkout, "error=true");
+    assert_eq!(
+        search(&server, &tags(r#"{"error":"true"}"#)),
+        only_checkout,
+        "error=true"
+    );
     let status_503 = tags(r#"{"http.response.status_code":"503"}"#);
-    assert_eq!(search(&server, &status_503), only_checkout, "int column tag");
+    assert_eq!(
+        search(&server, &status_503),
+        only_checkout,
+        "int column tag"
+    );
     let retries = tags(r#"{"retry.count":"3"}"#);
-    assert_eq!(search(&server, &retries), only_checkout, "int attribute tag");
-    assert_eq!(search(&server, &tags(r#"{"app.bool":"true"}"#)), only_checkout, "bool tag");
+    assert_eq!(
+        search(&server, &retries),
+        only_checkout,
+        "int attribute tag"
+    );
+    assert_eq!(
+        search(&server, &tags(r#"{"app.bool":"true"}"#)),
+        only_checkout,
+        "bool tag"
+    );
     let orders = tags(r#"{"messaging.destination.name":"orders"}"#);
-    assert_eq!(search(&server, &orders), both, "tag on spans of both traces");
+    assert_eq!(
+        search(&server, &orders),
+        both,
+        "tag on spans of both traces"
+    );
     let pod = tags(r#"{"k8s.pod.name":"checkout-6f7d8b9c4-x2x9z"}"#);
     assert_eq!(search(&server, &pod), both, "resource attribute tag");
     let nothing = tags(r#"{"retry.count":"4"}"#);
-    assert_eq!(search(&server, &nothing), BTreeSet::new(), "tag value that no span has");
+    assert_eq!(
+        search(&server, &nothing),
+        BTreeSet::new(),
+        "tag value that no span has"
+    );
     let both_tags = tags(r#"{"error":"true","peer.service":"inventory"}"#);
-    assert_eq!(search(&server, &both_tags), only_checkout, "two tags on one span");
+    assert_eq!(
+        search(&server, &both_tags),
+        only_checkout,
+        "two tags on one span"
+    );
     let mismatched = tags(r#"{"error":"true","db.system":"postgresql"}"#);
-    assert_eq!(search(&server, &mismatched), BTreeSet::new(), "two tags on different spans");
+    assert_eq!(
+        search(&server, &mismatched),
+        BTreeSet::new(),
+        "two tags on different spans"
+    );
 
     // Durations: the checkout root takes 250 ms, the fulfil root 30 ms, store order 15 ms.
     let slow = format!("{by_service}&minDuration=200ms");
     assert_eq!(search(&server, &slow), only_checkout, "minDuration");
     let window = format!("{by_service}&minDuration=25ms&maxDuration=35ms");
-    assert_eq!(search(&server, &window), only_fulfil, "minDuration and maxDuration");
+    assert_eq!(
+        search(&server, &window),
+        only_fulfil,
+        "minDuration and maxDuration"
+    );
     let short = format!("{by_service}&maxDuration=16ms");
-    assert_eq!(search(&server, &short), both, "maxDuration: 10 ms producer, 15 ms store");
+    assert_eq!(
+        search(&server, &short),
+        both,
+        "maxDuration: 10 ms producer, 15 ms store"
+    );
 
     // Time range (Unix microseconds) and limit.
-    let starts: Vec<u64> = sent.iter().map(|s| micros(&s["start_time_unix_nano"])).collect();
+    let starts: Vec<u64> = sent
+        .iter()
+        .map(|s| micros(&s["start_time_unix_nano"]))
+        .collect();
     let (first, last) = (*starts.iter().min().unwrap(), *starts.iter().max().unwrap());
-    let before = format!("{by_service}&start={}&end={}", first - 10_000_000, first - 1);
-    assert_eq!(search(&server, &before), BTreeSet::new(), "range before every span");
+    let before = format!(
+        "{by_service}&start={}&end={}",
+        first - 10_000_000,
+        first - 1
+    );
+    assert_eq!(
+        search(&server, &before),
+        BTreeSet::new(),
+        "range before every span"
+    );
     let during = format!("{by_service}&start={first}&end={last}");
     assert_eq!(search(&server, &during), both, "range over every span");
     let lookback = format!("{by_service}&lookback=1h");
@@ -735,7 +917,12 @@ fn jaeger_search_services_and_operations_find_the_sdk_spans() {
     // Bad parameters are 400s in the envelope.
     let bad = get(&server.url(&format!("/api/traces?{by_service}&minDuration=fast")));
     assert_eq!(bad.status, 400, "{}", bad.text());
-    assert!(bad.json()["errors"][0]["msg"].as_str().unwrap_or_default().contains("minDuration"));
+    assert!(
+        bad.json()["errors"][0]["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("minDuration")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -835,12 +1022,21 @@ fn assert_otlp_json_round_trip(gzipped: bool) {
     let body = serde_json::to_vec(&request).unwrap();
 
     let reply = if gzipped {
-        post(&server.otlp_http_url(), "application/json", Some("gzip"), &gzip(&body))
+        post(
+            &server.otlp_http_url(),
+            "application/json",
+            Some("gzip"),
+            &gzip(&body),
+        )
     } else {
         post(&server.otlp_http_url(), "application/json", None, &body)
     };
     assert_eq!(reply.status, 200, "export answer: {}", reply.text());
-    assert!(reply.content_type.starts_with("application/json"), "{}", reply.content_type);
+    assert!(
+        reply.content_type.starts_with("application/json"),
+        "{}",
+        reply.content_type
+    );
     let answer = reply.json();
     let rejected = answer["partialSuccess"]["rejectedSpans"].clone();
     assert!(
@@ -853,16 +1049,40 @@ fn assert_otlp_json_round_trip(gzipped: bool) {
     let (_, actual) = native_trace(&server, &trace_id);
     let expected = normalize_otlp_json(&request);
     assert_same_spans(&actual, &expected, &format!("OTLP/JSON gzip={gzipped}"));
-    let root = actual.iter().find(|s| s["name"] == json!("GET /json")).expect("root span");
+    let root = actual
+        .iter()
+        .find(|s| s["name"] == json!("GET /json"))
+        .expect("root span");
     let attributes = &root["attributes"];
-    assert_eq!(attributes["int.as.number"], json!({"type": "int", "value": 42}));
-    assert_eq!(attributes["int.as.string"], json!({"type": "int", "value": -7}));
-    assert_eq!(attributes["int.max"], json!({"type": "int", "value": i64::MAX}));
-    assert_eq!(attributes["http.response.status_code"], json!({"type": "int", "value": 201}));
-    assert_eq!(attributes["double.whole"], json!({"type": "double", "value": 3.0}));
+    assert_eq!(
+        attributes["int.as.number"],
+        json!({"type": "int", "value": 42})
+    );
+    assert_eq!(
+        attributes["int.as.string"],
+        json!({"type": "int", "value": -7})
+    );
+    assert_eq!(
+        attributes["int.max"],
+        json!({"type": "int", "value": i64::MAX})
+    );
+    assert_eq!(
+        attributes["http.response.status_code"],
+        json!({"type": "int", "value": 201})
+    );
+    assert_eq!(
+        attributes["double.whole"],
+        json!({"type": "double", "value": 3.0})
+    );
     assert_eq!(root["kind"], json!(2));
-    assert_eq!(root["status"], json!({"code": 2, "message": "handler failed"}));
-    assert_eq!(root["end_time_unix_nano"], json!((start + 40_000_000).to_string()));
+    assert_eq!(
+        root["status"],
+        json!({"code": 2, "message": "handler failed"})
+    );
+    assert_eq!(
+        root["end_time_unix_nano"],
+        json!((start + 40_000_000).to_string())
+    );
 
     // And Jaeger sees the same trace.
     let reply = get_json(&server.url(&format!("/api/traces/{trace_id}")));
@@ -883,8 +1103,18 @@ fn assert_otlp_json_round_trip(gzipped: bool) {
     assert_eq!(root["duration"].as_u64(), Some(40_000));
     let process = &trace["processes"][root["processID"].as_str().unwrap()];
     assert_eq!(process["serviceName"], json!(service));
-    let found = search(&server, &format!("service={service}&tags={}", query_escape(r#"{"error":"true"}"#)));
-    assert_eq!(found, BTreeSet::from([trace_id.clone()]), "search finds the JSON trace");
+    let found = search(
+        &server,
+        &format!(
+            "service={service}&tags={}",
+            query_escape(r#"{"error":"true"}"#)
+        ),
+    );
+    assert_eq!(
+        found,
+        BTreeSet::from([trace_id.clone()]),
+        "search finds the JSON trace"
+    );
 }
 
 #[test]
@@ -903,10 +1133,17 @@ fn unknown_and_malformed_trace_ids_are_answered_in_the_native_api() {
     let missing = hex::encode(unique_trace_id(0x11));
     let reply = get(&server.url(&format!("/api/v1/traces/{missing}")));
     assert_eq!(reply.status, 404, "{}", reply.text());
-    let message = reply.json()["error"].as_str().unwrap_or_default().to_string();
+    let message = reply.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(message.contains(&missing), "404 names the trace: {message}");
 
     let reply = get(&server.url("/api/v1/traces/not-a-trace-id"));
     assert_eq!(reply.status, 400, "{}", reply.text());
-    assert!(reply.json()["error"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
 }

@@ -34,7 +34,11 @@ pub(crate) struct LoadReport {
 ///
 /// # Errors
 /// When loadgen fails or prints no report.
-pub(crate) fn loadgen(binary: &Path, server: &Server, flags: &[String]) -> anyhow::Result<LoadReport> {
+pub(crate) fn loadgen(
+    binary: &Path,
+    server: &Server,
+    flags: &[String],
+) -> anyhow::Result<LoadReport> {
     let output = Command::new(binary)
         .arg("loadgen")
         .args(["--endpoint", &server.ports.otlp_grpc, "--json", "--quiet"])

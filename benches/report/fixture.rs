@@ -52,8 +52,8 @@ impl Iterator for MeshRequests {
         let mut num_spans = 0u64;
         for _ in 0..TRACES_PER_REQUEST {
             let done = (self.num_spans + num_spans).min(self.target_spans) as u128;
-            let offset = (done * u128::from(self.window_nanos) / u128::from(self.target_spans))
-                as u64;
+            let offset =
+                (done * u128::from(self.window_nanos) / u128::from(self.target_spans)) as u64;
             let trace = self.mesh.trace(BASE_UNIX_NANO + offset);
             num_spans += trace.num_spans() as u64;
             generated.push(trace);
@@ -63,7 +63,11 @@ impl Iterator for MeshRequests {
             .iter()
             .map(|t| {
                 let (_, first) = t.spans().next().expect("a trace has a root span");
-                let id = first.trace_id.as_slice().try_into().expect("16-byte trace id");
+                let id = first
+                    .trace_id
+                    .as_slice()
+                    .try_into()
+                    .expect("16-byte trace id");
                 (id, t.num_spans())
             })
             .collect();

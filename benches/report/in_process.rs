@@ -57,7 +57,11 @@ pub(crate) struct IngestRun {
 ///
 /// # Errors
 /// When the store cannot be opened or an export fails.
-pub(crate) fn ingest_all(bodies: &Bodies, dir: &Path, in_flight: usize) -> anyhow::Result<IngestRun> {
+pub(crate) fn ingest_all(
+    bodies: &Bodies,
+    dir: &Path,
+    in_flight: usize,
+) -> anyhow::Result<IngestRun> {
     let config = StoreConfig {
         max_head_spans: usize::MAX,
         max_head_age: Duration::from_secs(24 * 3600),

@@ -72,10 +72,8 @@ impl Args {
         };
         let mut iter = std::env::args().skip(1);
         while let Some(flag) = iter.next() {
-            let mut value = |name: &str| {
-                iter.next()
-                    .with_context(|| format!("{name} needs a value"))
-            };
+            let mut value =
+                |name: &str| iter.next().with_context(|| format!("{name} needs a value"));
             match flag.as_str() {
                 "--bench" => args.bench = true,
                 "--spans" => args.spans = value("--spans")?.replace('_', "").parse()?,
@@ -121,7 +119,10 @@ fn ms(duration: Duration) -> f64 {
 }
 
 fn progress(started: Instant, message: &str) {
-    eprintln!("report [{:>6.1} s] {message}", started.elapsed().as_secs_f64());
+    eprintln!(
+        "report [{:>6.1} s] {message}",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// Where the release binaries are: next to this bench binary's `deps/` folder.
@@ -150,10 +151,16 @@ fn main() -> anyhow::Result<()> {
     let work = tempfile::Builder::new()
         .prefix("report-work-")
         .tempdir_in(&work_root)?;
-    progress(started, &format!("work directory {}", work.path().display()));
+    progress(
+        started,
+        &format!("work directory {}", work.path().display()),
+    );
 
     let mut report = serde_json::Map::new();
-    report.insert("cores".into(), json!(std::thread::available_parallelism()?.get()));
+    report.insert(
+        "cores".into(),
+        json!(std::thread::available_parallelism()?.get()),
+    );
     report.insert("runs".into(), json!(args.runs));
     report.insert("spans".into(), json!(args.spans));
     report.insert("ingest_spans".into(), json!(args.ingest_spans));
@@ -216,7 +223,10 @@ fn in_process_part(
     started: Instant,
     report: &mut serde_json::Map<String, Value>,
 ) -> anyhow::Result<()> {
-    progress(started, &format!("in process: generating {} spans", args.ingest_spans));
+    progress(
+        started,
+        &format!("in process: generating {} spans", args.ingest_spans),
+    );
     let bodies = encode_bodies(args.ingest_spans);
     let spans = bodies.num_spans as f64;
     let in_flight = 16;
@@ -246,8 +256,14 @@ fn in_process_part(
     let ingest_median = median(&ingest);
     report.insert("decode_only_spans_per_s".into(), json!(decode_median));
     report.insert("ingest_spans_per_s".into(), json!(ingest_median));
-    report.insert("ingest_vs_decode".into(), json!(ingest_median / decode_median));
-    report.insert("ingest_spans_per_wal_sync".into(), json!(spans / median(&syncs)));
+    report.insert(
+        "ingest_vs_decode".into(),
+        json!(ingest_median / decode_median),
+    );
+    report.insert(
+        "ingest_spans_per_wal_sync".into(),
+        json!(spans / median(&syncs)),
+    );
     report.insert("ingest_requests_in_flight".into(), json!(in_flight));
     report.insert(
         "ingest_otlp_bytes_per_request".into(),
@@ -269,7 +285,10 @@ fn e2e_part(
     report: &mut serde_json::Map<String, Value>,
 ) -> anyhow::Result<()> {
     let max_memory_bytes: u64 = 1 << 30;
-    let server_flags = vec!["--max-memory-bytes".to_string(), max_memory_bytes.to_string()];
+    let server_flags = vec![
+        "--max-memory-bytes".to_string(),
+        max_memory_bytes.to_string(),
+    ];
     let load_flags = vec![
         "--rate".to_string(),
         "0".to_string(),
@@ -285,7 +304,13 @@ fn e2e_part(
     for run in 0..args.runs {
         let dir = tempfile::tempdir_in(work)?;
         let log = work.join(format!("e2e-server-{run}.log"));
-        let server = Server::start(binary, dir.path(), &server_flags, &log, Duration::from_secs(60))?;
+        let server = Server::start(
+            binary,
+            dir.path(),
+            &server_flags,
+            &log,
+            Duration::from_secs(60),
+        )?;
         let mut flags = load_flags.clone();
         flags.extend(["--seed".to_string(), (run + 1).to_string()]);
         let load = e2e::loadgen(binary, &server, &flags)?;
@@ -340,7 +365,13 @@ fn e2e_part(
     let rate_traces_per_s = 500;
     let dir = tempfile::tempdir_in(work)?;
     let log = work.join("freshness-server.log");
-    let server = Server::start(binary, dir.path(), &server_flags, &log, Duration::from_secs(60))?;
+    let server = Server::start(
+        binary,
+        dir.path(),
+        &server_flags,
+        &log,
+        Duration::from_secs(60),
+    )?;
     let background_seconds = 10 + args.freshness_samples as u64;
     let mut load = Command::new(binary)
         .arg("loadgen")
@@ -357,11 +388,26 @@ fn e2e_part(
     let all: Vec<f64> = samples.iter().map(e2e::Freshness::all_ms).collect();
     let pick = |f: fn(&e2e::Freshness) -> f64| samples.iter().map(f).collect::<Vec<_>>();
     report.insert("freshness_ms".into(), json!(median(&all)));
-    report.insert("freshness_max_ms".into(), json!(all.iter().copied().fold(0.0, f64::max)));
-    report.insert("freshness_trace_ms".into(), json!(median(&pick(|f| f.trace_ms))));
-    report.insert("freshness_search_ms".into(), json!(median(&pick(|f| f.search_ms))));
-    report.insert("freshness_graph_ms".into(), json!(median(&pick(|f| f.graph_ms))));
-    report.insert("freshness_background_traces_per_s".into(), json!(rate_traces_per_s));
+    report.insert(
+        "freshness_max_ms".into(),
+        json!(all.iter().copied().fold(0.0, f64::max)),
+    );
+    report.insert(
+        "freshness_trace_ms".into(),
+        json!(median(&pick(|f| f.trace_ms))),
+    );
+    report.insert(
+        "freshness_search_ms".into(),
+        json!(median(&pick(|f| f.search_ms))),
+    );
+    report.insert(
+        "freshness_graph_ms".into(),
+        json!(median(&pick(|f| f.graph_ms))),
+    );
+    report.insert(
+        "freshness_background_traces_per_s".into(),
+        json!(rate_traces_per_s),
+    );
     progress(
         started,
         &format!(
@@ -383,7 +429,10 @@ fn query_part(
     report: &mut serde_json::Map<String, Value>,
 ) -> anyhow::Result<()> {
     let data_dir = work.join("query-data");
-    progress(started, &format!("queries: storing {} spans in process", args.spans));
+    progress(
+        started,
+        &format!("queries: storing {} spans in process", args.spans),
+    );
     let set = query_set::build(&data_dir, args.spans)?;
     progress(
         started,
@@ -399,8 +448,14 @@ fn query_part(
     report.insert("query_spans".into(), json!(set.num_spans));
     report.insert("query_segments".into(), json!(set.num_segments));
     report.insert("query_build_s".into(), json!(set.build_time.as_secs_f64()));
-    report.insert("bytes_per_span".into(), json!(set.parquet_bytes as f64 / spans));
-    report.insert("otlp_bytes_per_span".into(), json!(set.otlp_bytes as f64 / spans));
+    report.insert(
+        "bytes_per_span".into(),
+        json!(set.parquet_bytes as f64 / spans),
+    );
+    report.insert(
+        "otlp_bytes_per_span".into(),
+        json!(set.otlp_bytes as f64 / spans),
+    );
     report.insert(
         "otlp_vs_parquet".into(),
         json!(set.otlp_bytes as f64 / set.parquet_bytes as f64),
@@ -409,10 +464,16 @@ fn query_part(
     // The server finds no graph snapshot, so it rebuilds the graph from every segment.
     let log = work.join("query-server.log");
     let server = Server::start(binary, &data_dir, &[], &log, Duration::from_secs(3600))?;
-    report.insert("server_start_with_graph_rebuild_ms".into(), json!(ms(server.ready_after)));
+    report.insert(
+        "server_start_with_graph_rebuild_ms".into(),
+        json!(ms(server.ready_after)),
+    );
     progress(
         started,
-        &format!("queries: server ready after {:.0} ms (graph rebuilt)", ms(server.ready_after)),
+        &format!(
+            "queries: server ready after {:.0} ms (graph rebuilt)",
+            ms(server.ready_after)
+        ),
     );
 
     // Trace by id, native (OTLP/JSON) and Jaeger, every lookup id `runs` times.
@@ -425,7 +486,10 @@ fn query_part(
             let json = server.get_json(&format!("/api/v1/traces/{id}"))?;
             native.push(ms(timer.elapsed()));
             let found = e2e::count_otlp_spans(&json);
-            anyhow::ensure!(found == *num_spans, "trace {id}: {found} of {num_spans} spans");
+            anyhow::ensure!(
+                found == *num_spans,
+                "trace {id}: {found} of {num_spans} spans"
+            );
             let timer = Instant::now();
             server.get_json(&format!("/api/traces/{id}"))?;
             jaeger.push(ms(timer.elapsed()));
@@ -442,7 +506,10 @@ fn query_part(
         graph = server.get_json(&graph_path)?;
         graph_times.push(ms(timer.elapsed()));
     }
-    report.insert("query_server_peak_rss_bytes".into(), json!(server.peak_rss_bytes()?));
+    report.insert(
+        "query_server_peak_rss_bytes".into(),
+        json!(server.peak_rss_bytes()?),
+    );
     server.stop(Duration::from_secs(600))?;
     progress(
         started,
@@ -462,14 +529,25 @@ fn query_part(
         .arg(ids.join(","))
         .arg(args.runs.max(5).to_string())
         .output()
-        .with_context(|| format!("run {} (benches/run installs duckdb)", args.python.display()))?;
+        .with_context(|| {
+            format!(
+                "run {} (benches/run installs duckdb)",
+                args.python.display()
+            )
+        })?;
     if !output.status.success() {
-        bail!("DuckDB script failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "DuckDB script failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let duck: Value = serde_json::from_slice(&output.stdout)?;
     for ((_, num_spans), id) in set.lookups.iter().zip(&ids) {
         let rows = duck["trace_rows"][id].as_u64().unwrap_or(0);
-        anyhow::ensure!(rows == *num_spans as u64, "DuckDB trace {id}: {rows} of {num_spans}");
+        anyhow::ensure!(
+            rows == *num_spans as u64,
+            "DuckDB trace {id}: {rows} of {num_spans}"
+        );
     }
 
     let trace_ms = median(&native);
@@ -496,7 +574,11 @@ fn query_part(
         started,
         &format!(
             "queries: DuckDB trace by id {trace_duck:.2} ms, graph {graph_duck:.2} ms; edges {}",
-            if check["match"] == true { "agree" } else { "DISAGREE" }
+            if check["match"] == true {
+                "agree"
+            } else {
+                "DISAGREE"
+            }
         ),
     );
     report.insert("graph_check".into(), check);
@@ -555,8 +637,14 @@ fn compare_graphs(graph: &Value, duck_edges: &Value) -> Value {
                 ));
             }
         }
-        for field in ["p50_ms", "p90_ms", "p99_ms", "server_p50_ms", "server_p90_ms", "server_p99_ms"]
-        {
+        for field in [
+            "p50_ms",
+            "p90_ms",
+            "p99_ms",
+            "server_p50_ms",
+            "server_p90_ms",
+            "server_p99_ms",
+        ] {
             if let (Some(a), Some(b)) = (ours_edge[field].as_f64(), theirs_edge[field].as_f64())
                 && b > 0.0
             {
@@ -583,13 +671,41 @@ fn judge(report: &serde_json::Map<String, Value>) -> Value {
     let mut target = |key: &str, want: &str, met: Option<bool>| {
         targets.push(json!({ "key": key, "target": want, "value": get(key), "met": met }));
     };
-    target("ingest_vs_decode", ">= 0.5", get("ingest_vs_decode").map(|v| v >= 0.5));
-    target("e2e_vs_ingest", ">= 0.4", get("e2e_vs_ingest").map(|v| v >= 0.4));
-    target("bytes_per_span", "<= 25", get("bytes_per_span").map(|v| v <= 25.0));
-    target("otlp_vs_parquet", ">= 10", get("otlp_vs_parquet").map(|v| v >= 10.0));
-    target("trace_by_id_vs_duckdb", "<= 1", get("trace_by_id_vs_duckdb").map(|v| v <= 1.0));
-    target("graph_vs_duckdb", "<= 1", get("graph_vs_duckdb").map(|v| v <= 1.0));
-    target("freshness_ms", "<= 1000", get("freshness_ms").map(|v| v <= 1000.0));
+    target(
+        "ingest_vs_decode",
+        ">= 0.5",
+        get("ingest_vs_decode").map(|v| v >= 0.5),
+    );
+    target(
+        "e2e_vs_ingest",
+        ">= 0.4",
+        get("e2e_vs_ingest").map(|v| v >= 0.4),
+    );
+    target(
+        "bytes_per_span",
+        "<= 25",
+        get("bytes_per_span").map(|v| v <= 25.0),
+    );
+    target(
+        "otlp_vs_parquet",
+        ">= 10",
+        get("otlp_vs_parquet").map(|v| v >= 10.0),
+    );
+    target(
+        "trace_by_id_vs_duckdb",
+        "<= 1",
+        get("trace_by_id_vs_duckdb").map(|v| v <= 1.0),
+    );
+    target(
+        "graph_vs_duckdb",
+        "<= 1",
+        get("graph_vs_duckdb").map(|v| v <= 1.0),
+    );
+    target(
+        "freshness_ms",
+        "<= 1000",
+        get("freshness_ms").map(|v| v <= 1000.0),
+    );
     let peak = get("peak_rss_bytes_max");
     let limit = get("max_memory_bytes");
     target(
@@ -598,8 +714,10 @@ fn judge(report: &serde_json::Map<String, Value>) -> Value {
         peak.zip(limit).map(|(p, l)| p <= l),
     );
     let graph_match = report.get("graph_check").map(|c| c["match"] == true);
-    targets.push(json!({ "key": "graph_check.match", "target": "edges equal DuckDB's",
-                         "value": graph_match, "met": graph_match }));
+    targets.push(
+        json!({ "key": "graph_check.match", "target": "edges equal DuckDB's",
+                         "value": graph_match, "met": graph_match }),
+    );
     Value::Array(targets)
 }
 
@@ -669,7 +787,7 @@ fn print_table(report: &Value) {
             None => "not measured",
         };
         let want = target["target"].as_str().unwrap_or_default();
-                println!(
+        println!(
             "{:<28} {:<22} {:>14}  {result}",
             target["key"].as_str().unwrap_or_default(),
             want,

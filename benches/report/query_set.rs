@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use prost::Message;
-use tracegate_storage::{Store, StoreConfig, StorageError, columnarize};
+use tracegate_storage::{StorageError, Store, StoreConfig, columnarize};
 
 use crate::fixture::{BASE_UNIX_NANO, MeshRequests};
 

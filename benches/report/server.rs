@@ -68,7 +68,10 @@ impl Server {
         let mut ports: Option<Ports> = None;
         loop {
             if let Some(status) = child.try_wait()? {
-                bail!("server exited with {status} before ready; see {}", log.display());
+                bail!(
+                    "server exited with {status} before ready; see {}",
+                    log.display()
+                );
             }
             if started.elapsed() > timeout {
                 let _ = child.kill();
@@ -106,7 +109,11 @@ impl Server {
     /// On a transport failure.
     pub(crate) fn get(&self, path_and_query: &str) -> anyhow::Result<(u16, Vec<u8>)> {
         let url = format!("http://{}{path_and_query}", self.ports.http);
-        let mut response = self.agent.get(&url).call().with_context(|| format!("GET {url}"))?;
+        let mut response = self
+            .agent
+            .get(&url)
+            .call()
+            .with_context(|| format!("GET {url}"))?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
@@ -123,7 +130,10 @@ impl Server {
     pub(crate) fn get_json(&self, path_and_query: &str) -> anyhow::Result<serde_json::Value> {
         let (status, body) = self.get(path_and_query)?;
         if status != 200 {
-            bail!("GET {path_and_query}: HTTP {status}: {}", String::from_utf8_lossy(&body));
+            bail!(
+                "GET {path_and_query}: HTTP {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         Ok(serde_json::from_slice(&body)?)
     }
@@ -173,7 +183,8 @@ impl Drop for Server {
 /// A `kB` field of `/proc/<pid>/status`.
 fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let path = PathBuf::from(format!("/proc/{pid}/status"));
-    let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
     text.lines()
         .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.split_whitespace().next())

@@ -212,7 +212,10 @@ pub fn canary_inputs(
                 trace_id: tree.trace_id(),
             };
             let key = (source, target, span.name.clone());
-            edges.entry(key).or_insert_with(|| (direction, [Vec::new(), Vec::new()])).1[side]
+            edges
+                .entry(key)
+                .or_insert_with(|| (direction, [Vec::new(), Vec::new()]))
+                .1[side]
                 .push(call);
             summarize(&mut sides[side], span, direction, &call);
         }
@@ -268,7 +271,12 @@ fn edge_of(
             .flatten()
             .is_some_and(|caller| caller.kind.is_caller() && caller.error);
         let target = span.placement.service.clone();
-        return Some((Direction::Incoming, source, target, span.error || caller_failed));
+        return Some((
+            Direction::Incoming,
+            source,
+            target,
+            span.error || caller_failed,
+        ));
     }
     if span.kind.is_caller() {
         let callee = tree
@@ -283,7 +291,12 @@ fn edge_of(
         };
         let callee_failed = callee.is_some_and(|callee| callee.error);
         let source = span.placement.service.clone();
-        return Some((Direction::Outgoing, source, target, span.error || callee_failed));
+        return Some((
+            Direction::Outgoing,
+            source,
+            target,
+            span.error || callee_failed,
+        ));
     }
     None
 }
@@ -448,7 +461,8 @@ impl Marks {
                 continue;
             }
             let (version, workload) = (versions.get(row), workloads.get(row));
-            let mut lookup = |key: &str| attributes.as_mut().and_then(|stored| stored.get(row, key));
+            let mut lookup =
+                |key: &str| attributes.as_mut().and_then(|stored| stored.get(row, key));
             let in_baseline = baseline.matches(version, workload, &mut lookup);
             let in_canary = canary.matches(version, workload, &mut lookup);
             let membership = Membership::of(in_baseline, in_canary);
@@ -515,7 +529,13 @@ impl CanaryScan {
 
         let mut marks = Marks::default();
         for batch in &batches {
-            marks.mark_service_spans(batch, service, range, [baseline, canary], needs_attributes)?;
+            marks.mark_service_spans(
+                batch,
+                service,
+                range,
+                [baseline, canary],
+                needs_attributes,
+            )?;
         }
         Ok(Self {
             service: service.to_owned(),
@@ -672,7 +692,11 @@ impl<'a> StoredAttributes<'a> {
                 return Some(value.clone());
             }
         }
-        if self.span_row.as_ref().is_none_or(|(cached, _)| *cached != row) {
+        if self
+            .span_row
+            .as_ref()
+            .is_none_or(|(cached, _)| *cached != row)
+        {
             let attributes = self
                 .rows
                 .span(row)
@@ -697,7 +721,10 @@ mod tests {
     use crate::span_view::Placement;
 
     /// A span of a hand-made trace: `id` and `parent` are small numbers.
-    #[expect(clippy::too_many_arguments, reason = "a span has this many coordinates")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a span has this many coordinates"
+    )]
     fn span(
         trace: u8,
         id: u8,
@@ -733,14 +760,80 @@ mod tests {
     /// user ─► frontend ─► reviews (version) ─► ratings, and reviews ─► redis (virtual).
     fn trace(number: u8, version: &str, start_ms: i64, reviews_fails: bool) -> CallTree {
         use SpanKind::{Client, Server};
-        let mut redis = span(number, 7, Some(3), "reviews", version, Client, "GET", start_ms + 9, 1, false);
+        let mut redis = span(
+            number,
+            7,
+            Some(3),
+            "reviews",
+            version,
+            Client,
+            "GET",
+            start_ms + 9,
+            1,
+            false,
+        );
         redis.peer = Some("redis".into());
         let spans = vec![
-            span(number, 1, None, "frontend", "1.0", Server, "GET /", start_ms, 30, reviews_fails),
-            span(number, 2, Some(1), "frontend", "1.0", Client, "GET /reviews", start_ms + 1, 20, reviews_fails),
-            span(number, 3, Some(2), "reviews", version, Server, "GET /reviews", start_ms + 2, 18, reviews_fails),
-            span(number, 4, Some(3), "reviews", version, Client, "ratings/Get", start_ms + 3, 5, false),
-            span(number, 5, Some(4), "ratings", "1.0", Server, "ratings/Get", start_ms + 4, 3, false),
+            span(
+                number,
+                1,
+                None,
+                "frontend",
+                "1.0",
+                Server,
+                "GET /",
+                start_ms,
+                30,
+                reviews_fails,
+            ),
+            span(
+                number,
+                2,
+                Some(1),
+                "frontend",
+                "1.0",
+                Client,
+                "GET /reviews",
+                start_ms + 1,
+                20,
+                reviews_fails,
+            ),
+            span(
+                number,
+                3,
+                Some(2),
+                "reviews",
+                version,
+                Server,
+                "GET /reviews",
+                start_ms + 2,
+                18,
+                reviews_fails,
+            ),
+            span(
+                number,
+                4,
+                Some(3),
+                "reviews",
+                version,
+                Client,
+                "ratings/Get",
+                start_ms + 3,
+                5,
+                false,
+            ),
+            span(
+                number,
+                5,
+                Some(4),
+                "ratings",
+                "1.0",
+                Server,
+                "ratings/Get",
+                start_ms + 4,
+                3,
+                false,
+            ),
             redis,
         ];
         CallTree::assemble(spans).unwrap()
@@ -770,7 +863,13 @@ mod tests {
         let keys: Vec<(&str, &str, &str)> = inputs
             .inputs
             .iter()
-            .map(|i| (i.edge_source.as_str(), i.edge_target.as_str(), i.operation.as_str()))
+            .map(|i| {
+                (
+                    i.edge_source.as_str(),
+                    i.edge_target.as_str(),
+                    i.operation.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             keys,
@@ -782,7 +881,10 @@ mod tests {
         );
 
         let incoming = input(&inputs, "frontend", "reviews");
-        assert_eq!((incoming.baseline.requests, incoming.baseline.errors), (2, 0));
+        assert_eq!(
+            (incoming.baseline.requests, incoming.baseline.errors),
+            (2, 0)
+        );
         assert_eq!((incoming.canary.requests, incoming.canary.errors), (1, 1));
         // The service's own SERVER span duration.
         assert_eq!(incoming.canary.latencies_ms, vec![18.0]);
@@ -794,7 +896,10 @@ mod tests {
         assert_eq!(inputs.traces[0].failing_canary, vec![[2; 16]]);
         assert_eq!(inputs.traces[1].direction, Direction::Outgoing);
         assert!(inputs.traces[1].failing_canary.is_empty());
-        assert_eq!(inputs.canary.pods, BTreeSet::from(["reviews-v2-0".to_owned()]));
+        assert_eq!(
+            inputs.canary.pods,
+            BTreeSet::from(["reviews-v2-0".to_owned()])
+        );
         assert_eq!((inputs.baseline.requests, inputs.canary.errors), (2, 1));
         assert_eq!(inputs.canary.failing_traces, HashSet::from([[2; 16]]));
     }
@@ -802,14 +907,40 @@ mod tests {
     #[test]
     fn root_spans_come_from_user_and_orphans_from_an_unknown_peer() {
         use SpanKind::Server;
-        let root = span(1, 1, None, "reviews", "v2", Server, "GET /reviews", 0, 10, false);
-        let orphan = span(2, 1, Some(9), "reviews", "v2", Server, "GET /reviews", 5, 10, false);
+        let root = span(
+            1,
+            1,
+            None,
+            "reviews",
+            "v2",
+            Server,
+            "GET /reviews",
+            0,
+            10,
+            false,
+        );
+        let orphan = span(
+            2,
+            1,
+            Some(9),
+            "reviews",
+            "v2",
+            Server,
+            "GET /reviews",
+            5,
+            10,
+            false,
+        );
         let trees = vec![
             CallTree::assemble(vec![root]).unwrap(),
             CallTree::assemble(vec![orphan]).unwrap(),
         ];
         let inputs = canary_inputs(&trees, "reviews", by_version);
-        let sources: Vec<&str> = inputs.inputs.iter().map(|i| i.edge_source.as_str()).collect();
+        let sources: Vec<&str> = inputs
+            .inputs
+            .iter()
+            .map(|i| i.edge_source.as_str())
+            .collect();
         // Sorted by edge: `unknown_peer` before `user`.
         assert_eq!(sources, vec![UNKNOWN_PEER, USER]);
     }
@@ -818,10 +949,54 @@ mod tests {
     fn a_failing_callee_fails_the_outgoing_call_and_a_failing_caller_the_incoming_one() {
         use SpanKind::{Client, Server};
         let spans = vec![
-            span(1, 1, None, "frontend", "1.0", Client, "GET /reviews", 0, 20, true),
-            span(1, 2, Some(1), "reviews", "v2", Server, "GET /reviews", 1, 18, false),
-            span(1, 3, Some(2), "reviews", "v2", Client, "ratings/Get", 2, 5, false),
-            span(1, 4, Some(3), "ratings", "1.0", Server, "ratings/Get", 3, 3, true),
+            span(
+                1,
+                1,
+                None,
+                "frontend",
+                "1.0",
+                Client,
+                "GET /reviews",
+                0,
+                20,
+                true,
+            ),
+            span(
+                1,
+                2,
+                Some(1),
+                "reviews",
+                "v2",
+                Server,
+                "GET /reviews",
+                1,
+                18,
+                false,
+            ),
+            span(
+                1,
+                3,
+                Some(2),
+                "reviews",
+                "v2",
+                Client,
+                "ratings/Get",
+                2,
+                5,
+                false,
+            ),
+            span(
+                1,
+                4,
+                Some(3),
+                "ratings",
+                "1.0",
+                Server,
+                "ratings/Get",
+                3,
+                3,
+                true,
+            ),
         ];
         let trees = vec![CallTree::assemble(spans).unwrap()];
         let inputs = canary_inputs(&trees, "reviews", by_version);
@@ -853,7 +1028,10 @@ mod tests {
         let incoming = input(&inputs, "frontend", "reviews");
         assert_eq!(incoming.baseline.requests, 2);
         assert_eq!(incoming.canary.requests, 2);
-        assert_eq!(inputs.baseline.recent_traces(10, false), vec![[3; 16], [1; 16]]);
+        assert_eq!(
+            inputs.baseline.recent_traces(10, false),
+            vec![[3; 16], [1; 16]]
+        );
     }
 
     /// `count` traces per version where ratings fails for every `ratings_fails_every`-th call
@@ -871,12 +1049,57 @@ mod tests {
                 let number = first.wrapping_add(index as u8);
                 let start_ms = 10 * index as i64 + i64::from(first);
                 let ratings_fails = index % ratings_fails_every == 0;
-                let fails = ratings_fails || reviews_fails_every.is_some_and(|every| index % every == 1);
+                let fails =
+                    ratings_fails || reviews_fails_every.is_some_and(|every| index % every == 1);
                 let mut spans = vec![
-                    span(number, 1, None, "frontend", "1.0", Client, "GET /reviews", start_ms, 20, fails),
-                    span(number, 2, Some(1), "reviews", version, Server, "GET /reviews", start_ms + 1, 18, fails),
-                    span(number, 3, Some(2), "reviews", version, Client, "ratings/Get", start_ms + 2, 5, ratings_fails),
-                    span(number, 4, Some(3), "ratings", "1.0", Server, "ratings/Get", start_ms + 3, 3, ratings_fails),
+                    span(
+                        number,
+                        1,
+                        None,
+                        "frontend",
+                        "1.0",
+                        Client,
+                        "GET /reviews",
+                        start_ms,
+                        20,
+                        fails,
+                    ),
+                    span(
+                        number,
+                        2,
+                        Some(1),
+                        "reviews",
+                        version,
+                        Server,
+                        "GET /reviews",
+                        start_ms + 1,
+                        18,
+                        fails,
+                    ),
+                    span(
+                        number,
+                        3,
+                        Some(2),
+                        "reviews",
+                        version,
+                        Client,
+                        "ratings/Get",
+                        start_ms + 2,
+                        5,
+                        ratings_fails,
+                    ),
+                    span(
+                        number,
+                        4,
+                        Some(3),
+                        "ratings",
+                        "1.0",
+                        Server,
+                        "ratings/Get",
+                        start_ms + 3,
+                        3,
+                        ratings_fails,
+                    ),
                 ];
                 // Unique trace ids across both sides.
                 for span in &mut spans {
@@ -896,7 +1119,10 @@ mod tests {
         trees.extend(traffic("v2", 1, 600, 5, None));
         let inputs = canary_inputs(&trees, "reviews", by_version);
         let incoming = input(&inputs, "frontend", "reviews");
-        assert_eq!((incoming.baseline.errors, incoming.canary.errors), (120, 120));
+        assert_eq!(
+            (incoming.baseline.errors, incoming.canary.errors),
+            (120, 120)
+        );
         let verdict = judge(&inputs.inputs, &JudgeConfig::default()).unwrap();
         assert_eq!(verdict.verdict, Outcome::Pass, "{verdict:#?}");
 
@@ -911,7 +1137,13 @@ mod tests {
             .checks
             .iter()
             .filter(|check| check.result == Outcome::Fail)
-            .map(|check| (check.edge.source.as_str(), check.edge.target.as_str(), check.metric))
+            .map(|check| {
+                (
+                    check.edge.source.as_str(),
+                    check.edge.target.as_str(),
+                    check.metric,
+                )
+            })
             .collect();
         assert_eq!(failed, vec![("frontend", "reviews", Metric::ErrorRate)]);
     }

@@ -346,15 +346,23 @@ mod tests {
     fn error_runs_are_counted_in_start_order() {
         // Errors at starts 1, 2, 4 and 5 with an OK call at 3: runs of two, whatever the
         // order the spans come in.
-        let spans = [5, 1, 3, 2, 4].map(|start| span("cart-a-0", "v1", SpanKind::Server, start, start != 3));
+        let spans = [5, 1, 3, 2, 4]
+            .map(|start| span("cart-a-0", "v1", SpanKind::Server, start, start != 3));
         let stats = pod_stats(&spans);
         assert_eq!(stats.len(), 1);
         assert_eq!(
-            (stats[0].requests, stats[0].errors, stats[0].consecutive_errors_max),
+            (
+                stats[0].requests,
+                stats[0].errors,
+                stats[0].consecutive_errors_max
+            ),
             (5, 4, 2)
         );
         assert_eq!(stats[0].latencies_ms, vec![4.0; 5]);
-        assert_eq!((stats[0].workload.as_str(), stats[0].version.as_str()), ("cart-a", "v1"));
+        assert_eq!(
+            (stats[0].workload.as_str(), stats[0].version.as_str()),
+            ("cart-a", "v1")
+        );
     }
 
     #[test]
@@ -384,11 +392,16 @@ mod tests {
         }
         let stats = pod_stats(&spans);
         let outliers = detect_outliers(&stats, &pod_outlier_config()).unwrap();
-        let flagged: Vec<(&str, Detector)> =
-            outliers.iter().map(|o| (o.pod.as_str(), o.detector)).collect();
+        let flagged: Vec<(&str, Detector)> = outliers
+            .iter()
+            .map(|o| (o.pod.as_str(), o.detector))
+            .collect();
         assert_eq!(flagged, vec![("cart-a-1", Detector::SuccessRate)]);
         // Envoy's five-host minimum would not compare three pods at all.
-        assert_eq!(detect_outliers(&stats, &OutlierConfig::default()).unwrap(), vec![]);
+        assert_eq!(
+            detect_outliers(&stats, &OutlierConfig::default()).unwrap(),
+            vec![]
+        );
     }
 
     #[test]
@@ -396,13 +409,28 @@ mod tests {
         let mut spans = Vec::new();
         for index in 0..400i64 {
             spans.push(span("reviews-v1-0", "v1", SpanKind::Server, index, false));
-            spans.push(span("reviews-v1-1", "v1", SpanKind::Server, index, index % 200 == 0));
-            spans.push(span("reviews-v2-0", "v2", SpanKind::Server, index, index % 5 == 0));
+            spans.push(span(
+                "reviews-v1-1",
+                "v1",
+                SpanKind::Server,
+                index,
+                index % 200 == 0,
+            ));
+            spans.push(span(
+                "reviews-v2-0",
+                "v2",
+                SpanKind::Server,
+                index,
+                index % 5 == 0,
+            ));
         }
         let pods = pod_stats(&spans);
         let versions = version_stats(&pods);
         assert_eq!(versions.len(), 2);
-        assert_eq!((versions[0].pod.as_str(), versions[0].requests), ("v1", 800));
+        assert_eq!(
+            (versions[0].pod.as_str(), versions[0].requests),
+            ("v1", 800)
+        );
         assert_eq!((versions[1].pod.as_str(), versions[1].errors), ("v2", 80));
         assert!(versions.iter().all(|v| v.consecutive_errors_max == 0));
 

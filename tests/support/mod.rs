@@ -12,7 +12,10 @@
 //! Waits are bounded and poll at short intervals; a server that dies or never gets ready
 //! fails the test with the tail of its log.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the support module")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the support module"
+)]
 
 use std::fs;
 use std::io::{Read, Write};
@@ -121,7 +124,10 @@ impl TestServer {
     /// Starts the process again on the same data directory and with the same flags; the
     /// old process must have stopped (see [`TestServer::kill9`] and [`TestServer::sigterm`]).
     pub(crate) fn restart(&mut self) {
-        assert!(self.child.is_none(), "restart() needs the previous process to be stopped");
+        assert!(
+            self.child.is_none(),
+            "restart() needs the previous process to be stopped"
+        );
         self.spawn_and_wait();
     }
 
@@ -134,7 +140,10 @@ impl TestServer {
     /// Like [`TestServer::restart`], but returns as soon as the listeners are bound (ports.json
     /// written), before the WAL is replayed; finish with [`TestServer::wait_ready`].
     pub(crate) fn restart_until_bound(&mut self) {
-        assert!(self.child.is_none(), "restart needs the previous process to be stopped");
+        assert!(
+            self.child.is_none(),
+            "restart needs the previous process to be stopped"
+        );
         self.spawn_until_bound();
     }
 
@@ -153,7 +162,10 @@ impl TestServer {
         }
 
         self.num_starts += 1;
-        self.log_path = self.logs.path().join(format!("server-{}.log", self.num_starts));
+        self.log_path = self
+            .logs
+            .path()
+            .join(format!("server-{}.log", self.num_starts));
         let log = fs::File::create(&self.log_path).expect("create the server log file");
         let binary = env!("CARGO_BIN_EXE_tracegate");
         let child = Command::new(binary)
@@ -211,14 +223,20 @@ impl TestServer {
         let child = self.child.as_mut().expect("a started process");
         if let Some(status) = child.try_wait().expect("poll the server process") {
             self.child = None;
-            panic!("tracegate serve exited {when} with {status}\n{}", self.log_tail());
+            panic!(
+                "tracegate serve exited {when} with {status}\n{}",
+                self.log_tail()
+            );
         }
     }
 
     fn assert_before(&mut self, what: &str) {
         if self.started.elapsed() > STARTUP_TIMEOUT {
             self.kill9();
-            panic!("timed out after {STARTUP_TIMEOUT:?} waiting for {what}\n{}", self.log_tail());
+            panic!(
+                "timed out after {STARTUP_TIMEOUT:?} waiting for {what}\n{}",
+                self.log_tail()
+            );
         }
     }
 
@@ -257,7 +275,11 @@ impl TestServer {
         let text = fs::read_to_string(&self.log_path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
-        format!("--- last lines of {} ---\n{}", self.log_path.display(), tail.join("\n"))
+        format!(
+            "--- last lines of {} ---\n{}",
+            self.log_path.display(),
+            tail.join("\n")
+        )
     }
 
     /// The whole log of the current process.
@@ -289,7 +311,10 @@ impl TestServer {
         let mut child = self.child.take().expect("a running process");
         let pid = child.id().to_string();
         let flag = format!("-{signal}");
-        let sent = Command::new("kill").args([flag.as_str(), &pid]).status().expect("run kill");
+        let sent = Command::new("kill")
+            .args([flag.as_str(), &pid])
+            .status()
+            .expect("run kill");
         assert!(sent.success(), "kill {flag} {pid} failed: {sent}");
         let started = Instant::now();
         loop {
@@ -360,14 +385,21 @@ impl Reply {
     /// The body as JSON; panics with the body when it is not JSON.
     pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("expected a JSON body (status {}): {e}\n{}", self.status, self.text())
+            panic!(
+                "expected a JSON body (status {}): {e}\n{}",
+                self.status,
+                self.text()
+            )
         })
     }
 
     /// A header's value.
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -387,7 +419,12 @@ fn reply(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>, what: &s
     let headers: Vec<(String, String)> = response
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().into()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or_default().into(),
+            )
+        })
         .collect();
     let content_type = headers
         .iter()
@@ -400,7 +437,12 @@ fn reply(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>, what: &s
         .limit(256 << 20)
         .read_to_vec()
         .unwrap_or_else(|e| panic!("{what}: cannot read the body: {e}"));
-    Reply { status, content_type, headers, body }
+    Reply {
+        status,
+        content_type,
+        headers,
+        body,
+    }
 }
 
 /// `GET url`.
@@ -424,7 +466,12 @@ pub(crate) fn get_json(url: &str) -> Value {
 }
 
 /// `POST url` with a body, a content type and optionally a content encoding.
-pub(crate) fn post(url: &str, content_type: &str, content_encoding: Option<&str>, body: &[u8]) -> Reply {
+pub(crate) fn post(
+    url: &str,
+    content_type: &str,
+    content_encoding: Option<&str>,
+    body: &[u8],
+) -> Reply {
     let mut request = agent().post(url).header("Content-Type", content_type);
     if let Some(encoding) = content_encoding {
         request = request.header("Content-Encoding", encoding);
@@ -442,7 +489,9 @@ pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
 /// Gunzips `bytes`.
 pub(crate) fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).expect("valid gzip");
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
     out
 }
 
@@ -471,7 +520,10 @@ pub(crate) struct GrpcClient {
 impl GrpcClient {
     /// Connects to `addr` (loopback, plaintext HTTP/2).
     pub(crate) fn connect(addr: SocketAddr) -> Self {
-        assert!(addr.ip().is_loopback(), "tests talk to loopback only, not {addr}");
+        assert!(
+            addr.ip().is_loopback(),
+            "tests talk to loopback only, not {addr}"
+        );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -501,8 +553,12 @@ impl GrpcClient {
         request: ExportTraceServiceRequest,
     ) -> Result<ExportTraceServiceResponse, tonic::Status> {
         let client = &mut self.client;
-        self.runtime
-            .block_on(async { client.export(request).await.map(tonic::Response::into_inner) })
+        self.runtime.block_on(async {
+            client
+                .export(request)
+                .await
+                .map(tonic::Response::into_inner)
+        })
     }
 }
 
@@ -544,7 +600,11 @@ pub(crate) fn python() -> PathBuf {
 pub(crate) fn run_python(script: &str, args: &[&str]) -> Value {
     let python = python();
     let script_path = workspace_root().join("tests/py").join(script);
-    assert!(script_path.is_file(), "missing script {}", script_path.display());
+    assert!(
+        script_path.is_file(),
+        "missing script {}",
+        script_path.display()
+    );
     let output_dir = tempfile::tempdir().expect("create a temporary directory");
     let stdout_path = output_dir.path().join("stdout");
     let stderr_path = output_dir.path().join("stderr");
@@ -605,7 +665,9 @@ pub(crate) fn run_python(script: &str, args: &[&str]) -> Value {
 
 /// Now, in Unix nanoseconds.
 pub(crate) fn now_unix_nano() -> u64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
     u64::try_from(since.as_nanos()).expect("time fits u64")
 }
 
@@ -622,13 +684,20 @@ pub(crate) fn unique_trace_id(tag: u8) -> [u8; 16] {
 
 /// Polls `check` every few milliseconds until it returns `Some`, or panics after `timeout`
 /// describing `what` was awaited.
-pub(crate) fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let started = Instant::now();
     loop {
         if let Some(value) = check() {
             return value;
         }
-        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(POLL_INTERVAL);
     }
 }

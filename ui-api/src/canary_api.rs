@@ -107,9 +107,11 @@ pub(crate) async fn analyze(
     }
     let service = required_text(fields, "service", "service")?;
     let selector = |name: &str| {
-        let value = fields
-            .get(name)
-            .ok_or_else(|| bad(format!("{name} is missing: want a selector such as {{\"version\": \"v2\"}}")))?;
+        let value = fields.get(name).ok_or_else(|| {
+            bad(format!(
+                "{name} is missing: want a selector such as {{\"version\": \"v2\"}}"
+            ))
+        })?;
         SpanSelector::from_json(name, value).map_err(|e| bad(e.to_string()))
     };
     let (baseline, canary) = (selector("baseline")?, selector("canary")?);
@@ -121,7 +123,10 @@ pub(crate) async fn analyze(
     if let Some(config) = fields.get("config") {
         question.judge = serde_json::from_value::<JudgeConfig>(config.clone())
             .map_err(|e| bad(format!("config: {e}")))?;
-        question.judge.validate().map_err(|e| bad(format!("config: {e}")))?;
+        question
+            .judge
+            .validate()
+            .map_err(|e| bad(format!("config: {e}")))?;
     }
     let answer = analyze_canary(&state.store.tables(), &question).await?;
     Ok(Json(answer_json(&answer, None)))
@@ -145,7 +150,8 @@ pub(crate) async fn verdict(
         .ok_or_else(|| bad("service is missing"))?;
     let (baseline, canary) = sides(&get, "")?;
     let anchor = get("anchor").filter(|a| !a.is_empty());
-    let key = anchor.map(|anchor| format!("verdict\0{service}\0{baseline:?}\0{canary:?}\0{anchor}"));
+    let key =
+        anchor.map(|anchor| format!("verdict\0{service}\0{baseline:?}\0{canary:?}\0{anchor}"));
     let (range, anchored) = live_range(get("window"), get("settle"), "", key, &anchors)?;
 
     let question = CanaryQuestion::new(service, baseline, canary, range);
@@ -183,8 +189,14 @@ async fn flagger_answer(
     };
     let name = required_text(fields, "name", "name")?;
     let namespace = required_text(fields, "namespace", "namespace")?;
-    let checksum = fields.get("checksum").and_then(Value::as_str).unwrap_or_default();
-    let phase = fields.get("phase").and_then(Value::as_str).unwrap_or_default();
+    let checksum = fields
+        .get("checksum")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let phase = fields
+        .get("phase")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let Some(metadata) = fields.get("metadata").and_then(Value::as_object) else {
         return Err(bad(
             "metadata is missing: want service, baseline_version and canary_version",
@@ -222,7 +234,8 @@ async fn flagger_answer(
 
 /// The answer as JSON, with the Flagger canary's name when there is one.
 fn answer_json(answer: &CanaryAnswer, canary: Option<Value>) -> Value {
-    let mut body = serde_json::to_value(answer).unwrap_or_else(|e| json!({ "error": e.to_string() }));
+    let mut body =
+        serde_json::to_value(answer).unwrap_or_else(|e| json!({ "error": e.to_string() }));
     if let Some(canary) = canary {
         body["canary"] = canary;
     }
@@ -283,14 +296,8 @@ fn live_range(
     anchor_key: Option<String>,
     anchors: &WindowAnchors,
 ) -> Result<(TimeRange, bool), ApiError> {
-    let window = parse_duration(
-        &format!("{prefix}window"),
-        window.unwrap_or(DEFAULT_WINDOW),
-    )?;
-    let settle = parse_duration(
-        &format!("{prefix}settle"),
-        settle.unwrap_or(DEFAULT_SETTLE),
-    )?;
+    let window = parse_duration(&format!("{prefix}window"), window.unwrap_or(DEFAULT_WINDOW))?;
+    let settle = parse_duration(&format!("{prefix}settle"), settle.unwrap_or(DEFAULT_SETTLE))?;
     if window.is_zero() {
         return Err(bad(format!("{prefix}window must be longer than zero")));
     }
@@ -329,7 +336,8 @@ mod tests {
         assert_eq!(first.end_unix_nano - first.start_unix_nano, 300_000_000_000);
         assert!(first.end_unix_nano <= now_unix_nano() - 10_000_000_000);
         std::thread::sleep(Duration::from_millis(5));
-        let (second, _) = live_range(Some("1m"), Some("0s"), "", Some("k".into()), &anchors).unwrap();
+        let (second, _) =
+            live_range(Some("1m"), Some("0s"), "", Some("k".into()), &anchors).unwrap();
         assert_eq!(second.start_unix_nano, first.start_unix_nano);
         assert!(second.end_unix_nano > first.end_unix_nano);
 
@@ -342,15 +350,27 @@ mod tests {
     fn missing_and_bad_parameters_name_the_field() {
         let anchors = WindowAnchors::default();
         let error = live_range(Some("soon"), None, "metadata.", None, &anchors).unwrap_err();
-        assert!(error.message.contains("metadata.window"), "{}", error.message);
+        assert!(
+            error.message.contains("metadata.window"),
+            "{}",
+            error.message
+        );
 
         let params: HashMap<&str, &str> = HashMap::from([("baseline_version", "v1")]);
         let get = |name: &str| params.get(name).copied();
         let error = sides(&get, "metadata.").unwrap_err();
-        assert!(error.message.starts_with("metadata.canary_version is missing"), "{}", error.message);
+        assert!(
+            error
+                .message
+                .starts_with("metadata.canary_version is missing"),
+            "{}",
+            error.message
+        );
 
-        let params: HashMap<&str, &str> =
-            HashMap::from([("baseline_workload", "reviews-blue"), ("canary_workload", "reviews-green")]);
+        let params: HashMap<&str, &str> = HashMap::from([
+            ("baseline_workload", "reviews-blue"),
+            ("canary_workload", "reviews-green"),
+        ]);
         let get = |name: &str| params.get(name).copied();
         let (baseline, canary) = sides(&get, "").unwrap();
         assert_eq!(baseline, SpanSelector::workload("reviews-blue"));

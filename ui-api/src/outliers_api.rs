@@ -63,12 +63,11 @@ pub async fn find_outliers(
 ) -> Result<OutlierSnapshot, QueryError> {
     let pods = load_pod_stats(tables, range, service).await?;
     let config = pod_outlier_config();
-    let invalid = |error: tracegate_query::outliers::OutlierError| {
-        QueryError::BadRequest(error.to_string())
-    };
+    let invalid =
+        |error: tracegate_query::outliers::OutlierError| QueryError::BadRequest(error.to_string());
     let outliers = detect_outliers(&pods, &config).map_err(invalid)?;
-    let versions =
-        detect_outliers(&version_stats(&pods), &version_outlier_config(&config)).map_err(invalid)?;
+    let versions = detect_outliers(&version_stats(&pods), &version_outlier_config(&config))
+        .map_err(invalid)?;
     Ok(OutlierSnapshot {
         start_unix_nano: range.start_unix_nano,
         end_unix_nano: range.end_unix_nano,
@@ -214,7 +213,11 @@ fn log_changes(previous: Option<&OutlierSnapshot>, current: &OutlierSnapshot) {
     };
     let (before, now) = (flagged(previous), flagged(Some(current)));
     for outlier in current.outliers.iter().chain(&current.versions) {
-        let key = (outlier.service.clone(), outlier.workload.clone(), outlier.pod.clone());
+        let key = (
+            outlier.service.clone(),
+            outlier.workload.clone(),
+            outlier.pod.clone(),
+        );
         if !before.contains(&key) {
             tracing::info!(
                 service = %outlier.service,

@@ -38,7 +38,7 @@ pub fn api_router(state: AppState) -> Router {
         .route("/api/v1/canary/analyze", post(canary_api::analyze))
         .route(
             "/api/v1/canary/verdict",
-            get(canary_api::verdict).layer(Extension(anchors.clone())),
+            get(canary_api::verdict).layer(Extension(std::sync::Arc::clone(&anchors))),
         )
         .route(
             "/api/v1/canary/flagger",

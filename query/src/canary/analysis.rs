@@ -459,12 +459,13 @@ fn evidence(
     outliers: Vec<SidedOutlier>,
 ) -> Result<Evidence, QueryError> {
     // The judge's checks come two per input: error rate, then latency.
-    let failed = |index: usize| {
-        matches!(checks.get(index), Some(AnswerCheck::Judge(check)) if check.result == Outcome::Fail)
-    };
-    let error_failures: Vec<usize> = (0..inputs.inputs.len()).filter(|&i| failed(2 * i)).collect();
-    let latency_failures: Vec<usize> =
-        (0..inputs.inputs.len()).filter(|&i| failed(2 * i + 1)).collect();
+    let failed = |index: usize| matches!(checks.get(index), Some(AnswerCheck::Judge(check)) if check.result == Outcome::Fail);
+    let error_failures: Vec<usize> = (0..inputs.inputs.len())
+        .filter(|&i| failed(2 * i))
+        .collect();
+    let latency_failures: Vec<usize> = (0..inputs.inputs.len())
+        .filter(|&i| failed(2 * i + 1))
+        .collect();
 
     // Failed canary calls: on failing checks first (latest first), then any other.
     let mut exemplars: Vec<[u8; 16]> = Vec::new();
@@ -557,9 +558,18 @@ fn regression_start_of(
     let canary = &inputs.canary;
     let on_canary_side = |suspect: &Suspect| {
         suspect.service == question.service
-            && suspect.pod.as_ref().is_none_or(|pod| canary.pods.contains(pod))
-            && suspect.version.as_ref().is_none_or(|v| canary.versions.contains(v))
-            && suspect.workload.as_ref().is_none_or(|w| canary.workloads.contains(w))
+            && suspect
+                .pod
+                .as_ref()
+                .is_none_or(|pod| canary.pods.contains(pod))
+            && suspect
+                .version
+                .as_ref()
+                .is_none_or(|v| canary.versions.contains(v))
+            && suspect
+                .workload
+                .as_ref()
+                .is_none_or(|w| canary.workloads.contains(w))
     };
     let in_failing_callee = |suspect: &Suspect| {
         failing_edges
@@ -599,8 +609,14 @@ fn regression_start_of(
     }
 
     // No suspect concerns the canary: name the first failing check's edge.
-    let check = checks.iter().find(|check| check.result() == Outcome::Fail)?;
-    let single = |set: &BTreeSet<String>| (set.len() == 1).then(|| set.iter().next().cloned()).flatten();
+    let check = checks
+        .iter()
+        .find(|check| check.result() == Outcome::Fail)?;
+    let single = |set: &BTreeSet<String>| {
+        (set.len() == 1)
+            .then(|| set.iter().next().cloned())
+            .flatten()
+    };
     let (kind, edge, operation) = match check {
         AnswerCheck::Judge(check) => {
             let kind = match check.metric {
@@ -661,7 +677,10 @@ mod tests {
 
     #[test]
     fn a_flagged_canary_pod_fails_an_otherwise_passing_canary() {
-        let checks = [judge_check(Outcome::Pass), judge_check(Outcome::Inconclusive)];
+        let checks = [
+            judge_check(Outcome::Pass),
+            judge_check(Outcome::Inconclusive),
+        ];
         assert_eq!(outcome_and_score(&checks), (Outcome::Pass, 100));
         let checks = [
             judge_check(Outcome::Pass),

@@ -209,9 +209,11 @@ mod tests {
             SpanSelector::from_json("canary", &json!({"workload": "reviews-v2"})).unwrap(),
             SpanSelector::workload("reviews-v2")
         );
-        let selector =
-            SpanSelector::from_json("canary", &json!({"attributes": {"track": "canary", "shard": 3}}))
-                .unwrap();
+        let selector = SpanSelector::from_json(
+            "canary",
+            &json!({"attributes": {"track": "canary", "shard": 3}}),
+        )
+        .unwrap();
         assert_eq!(selector.attributes["shard"], "3");
         assert!(selector.needs_stored_attributes());
     }
@@ -221,9 +223,18 @@ mod tests {
         let cases = [
             (json!("v2"), "baseline: want an object"),
             (json!({}), "baseline: empty selector"),
-            (json!({"verison": "v1"}), "baseline.verison: unknown selector key"),
-            (json!({"version": 2}), "baseline.version: want a non-empty string"),
-            (json!({"attributes": {"a": [1]}}), "baseline.attributes.a: want a string"),
+            (
+                json!({"verison": "v1"}),
+                "baseline.verison: unknown selector key",
+            ),
+            (
+                json!({"version": 2}),
+                "baseline.version: want a non-empty string",
+            ),
+            (
+                json!({"attributes": {"a": [1]}}),
+                "baseline.attributes.a: want a string",
+            ),
         ];
         for (value, expected) in cases {
             let error = SpanSelector::from_json("baseline", &value).unwrap_err();

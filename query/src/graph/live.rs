@@ -586,3 +586,184 @@ impl Working {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+    use tracegate_storage::columnarize;
+
+    use super::*;
+    use crate::graph::{GroupBy, group_graph};
+
+    const T0: i64 = 1_700_000_000_000_000_000;
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(value.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// One span of a pod, with its start offset and duration in milliseconds.
+    struct S {
+        pod: &'static str,
+        id: u8,
+        parent: Option<u8>,
+        kind: i32,
+        start_ms: i64,
+        duration_ms: i64,
+        error: bool,
+        attributes: Vec<KeyValue>,
+    }
+
+    fn request(trace: u8, spans: &[S]) -> ExportTraceServiceRequest {
+        let resource_spans = spans
+            .iter()
+            .map(|s| {
+                let service = s.pod.split('-').next().unwrap();
+                let start = T0 + s.start_ms * 1_000_000;
+                ResourceSpans {
+                    resource: Some(Resource {
+                        attributes: vec![
+                            kv("service.name", service),
+                            kv("k8s.deployment.name", service),
+                            kv("k8s.pod.name", s.pod),
+                            kv("service.version", "v1"),
+                        ],
+                        ..Default::default()
+                    }),
+                    scope_spans: vec![ScopeSpans {
+                        spans: vec![Span {
+                            trace_id: vec![trace; 16],
+                            span_id: vec![s.id; 8],
+                            parent_span_id: s.parent.map(|p| vec![p; 8]).unwrap_or_default(),
+                            name: format!("op{}", s.id),
+                            kind: s.kind,
+                            start_time_unix_nano: start as u64,
+                            end_time_unix_nano: (start + s.duration_ms * 1_000_000) as u64,
+                            attributes: s.attributes.clone(),
+                            status: s.error.then(|| Status {
+                                code: 2,
+                                message: "boom".into(),
+                            }),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    schema_url: String::new(),
+                }
+            })
+            .collect();
+        ExportTraceServiceRequest { resource_spans }
+    }
+
+    /// user → frontend → cart → redis (virtual), with the cart call failing on the
+    /// server side, split so that the server half arrives before its client half.
+    fn scattered() -> Vec<ExportTraceServiceRequest> {
+        let span = |pod, id, parent, kind, start_ms, duration_ms, error| S {
+            pod,
+            id,
+            parent,
+            kind,
+            start_ms,
+            duration_ms,
+            error,
+            attributes: Vec::new(),
+        };
+        let mut redis = span("cart-1", 5, Some(4), 3, 3, 1, false);
+        redis.attributes = vec![kv("db.system", "redis")];
+        vec![
+            request(1, &[span("cart-1", 4, Some(3), 2, 2, 4, true), redis]),
+            request(1, &[span("frontend-0", 1, None, 2, 0, 10, true)]),
+            request(1, &[span("frontend-0", 3, Some(1), 3, 1, 6, false)]),
+            // A callee whose caller never arrives.
+            request(2, &[span("cart-2", 9, Some(8), 2, 0, 1, false)]),
+        ]
+    }
+
+    fn feed(graph: &LiveGraph, requests: &[ExportTraceServiceRequest]) {
+        for request in requests {
+            graph.ingest(&columnarize(request).batch.unwrap()).unwrap();
+        }
+    }
+
+    const ALL: TimeRange = TimeRange::ALL;
+
+    #[test]
+    fn pairs_out_of_order_halves_and_counts_the_unpaired() {
+        let dir = tempfile::tempdir().unwrap();
+        let (graph, generation) = LiveGraph::load(dir.path()).unwrap();
+        assert_eq!(generation, 0);
+        feed(&graph, &scattered());
+        let answer = group_graph(graph.snapshot(ALL), GroupBy::Service);
+        insta::assert_json_snapshot!("graph_by_service", answer);
+
+        let edge = |s: &str, t: &str| answer.edges.iter().find(|e| e.source == s && e.target == t);
+        let cart = edge("frontend", "cart").expect("frontend → cart paired");
+        assert_eq!((cart.calls, cart.errors), (1, 1));
+        assert!(
+            (cart.p50_ms.unwrap() - 6.0).abs() < 0.06
+                && (cart.server_p50_ms.unwrap() - 4.0).abs() < 0.04
+        );
+        assert_eq!(edge("user", "frontend").map(|e| e.errors), Some(1));
+        assert_eq!(
+            edge("cart", "redis").map(|e| e.calls),
+            Some(1),
+            "tentative virtual edge"
+        );
+        assert_eq!(
+            answer.unpaired,
+            Unpaired {
+                callers: 0,
+                callees: 1
+            }
+        );
+        assert_eq!(answer.tentative_calls, 1);
+    }
+
+    #[test]
+    fn sweeping_settles_virtual_edges_without_changing_the_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (graph, _) = LiveGraph::load(dir.path()).unwrap();
+        feed(&graph, &scattered());
+        let before = group_graph(graph.snapshot(ALL), GroupBy::Pod);
+        graph.state.lock().sweep(i64::MAX);
+        let after = group_graph(graph.snapshot(ALL), GroupBy::Pod);
+        assert_eq!(
+            serde_json::to_value(&before.edges).unwrap(),
+            serde_json::to_value(&after.edges).unwrap()
+        );
+        assert_eq!(after.tentative_calls, 0);
+        assert_eq!(
+            after.unpaired,
+            Unpaired {
+                callers: 0,
+                callees: 1
+            }
+        );
+    }
+
+    #[test]
+    fn snapshot_round_trips_through_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (graph, _) = LiveGraph::load(dir.path()).unwrap();
+        let requests = scattered();
+        feed(&graph, &requests[..2]);
+        graph.persist(7).unwrap();
+        let (reloaded, generation) = LiveGraph::load(dir.path()).unwrap();
+        assert_eq!(generation, 7);
+        // The rest arrives after the restart and still pairs with what was pending.
+        feed(&graph, &requests[2..]);
+        feed(&reloaded, &requests[2..]);
+        let expected =
+            serde_json::to_value(group_graph(graph.snapshot(ALL), GroupBy::Pod)).unwrap();
+        let got = serde_json::to_value(group_graph(reloaded.snapshot(ALL), GroupBy::Pod)).unwrap();
+        assert_eq!(got, expected);
+    }
+}
