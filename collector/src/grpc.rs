@@ -24,7 +24,7 @@ impl TraceService for GrpcTraceService {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let response = self
             .ingestor
-            .export(request.into_inner(), None)
+            .export(request.into_inner(), None, "grpc")
             .await
             .map_err(|e| e.to_status())?;
         Ok(Response::new(response))

@@ -104,12 +104,12 @@ async fn handle(
         Format::Protobuf => {
             let request = ExportTraceServiceRequest::decode(body.as_slice())
                 .map_err(|e| IngestError::Decode(format!("protobuf: {e}")))?;
-            ingestor.export(request, Some(body)).await
+            ingestor.export(request, Some(body), "http").await
         }
         Format::Json => {
             let request = otlp_json::decode_export_request(&body)
                 .map_err(|e| IngestError::Decode(e.to_string()))?;
-            ingestor.export(request, None).await
+            ingestor.export(request, None, "http").await
         }
     }
 }

@@ -2,6 +2,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -11,8 +15,15 @@ use tracegate_storage::{Store, columnarize, without_spans};
 
 use crate::error::IngestError;
 
+/// Export request latency by protocol (`grpc`, `http`), from decode to durable.
+pub type RequestLatencies = Family<Vec<(String, String)>, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
 /// Counters of the receivers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IngestStats {
     /// Export requests handled (any outcome).
     pub requests: AtomicU64,
@@ -24,6 +35,21 @@ pub struct IngestStats {
     pub spans_rejected: AtomicU64,
     /// Request bytes received (after decompression).
     pub bytes_received: AtomicU64,
+    /// Export request latencies.
+    pub request_seconds: RequestLatencies,
+}
+
+impl Default for IngestStats {
+    fn default() -> Self {
+        Self {
+            requests: AtomicU64::default(),
+            failed_requests: AtomicU64::default(),
+            spans_accepted: AtomicU64::default(),
+            spans_rejected: AtomicU64::default(),
+            bytes_received: AtomicU64::default(),
+            request_seconds: Family::new_with_constructor(latency_histogram),
+        }
+    }
 }
 
 /// Takes decoded export requests into the store. Cheap to clone.
@@ -60,7 +86,8 @@ impl Ingestor {
     }
 
     /// Validates, columnarizes and durably stores the spans of `request`. `raw` is the
-    /// request's own protobuf encoding when the caller has it, saving a re-encode.
+    /// request's own protobuf encoding when the caller has it, saving a re-encode;
+    /// `protocol` labels the latency metric.
     /// Returns once every accepted span is synced to the WAL.
     ///
     /// # Errors
@@ -69,12 +96,19 @@ impl Ingestor {
         &self,
         request: ExportTraceServiceRequest,
         raw: Option<Vec<u8>>,
+        protocol: &'static str,
     ) -> Result<ExportTraceServiceResponse, IngestError> {
+        let started = Instant::now();
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let result = self.export_inner(request, raw).await;
         if result.is_err() {
             self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
         }
+        let labels = vec![("protocol".to_string(), protocol.to_string())];
+        self.stats
+            .request_seconds
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
         result
     }
 

@@ -19,4 +19,4 @@ pub mod otlp_json;
 pub use error::{ErrorKind, IngestError};
 pub use grpc::grpc_service;
 pub use http::http_router;
-pub use ingest::{IngestStats, Ingestor};
+pub use ingest::{IngestStats, Ingestor, RequestLatencies};

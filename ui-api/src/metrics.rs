@@ -184,6 +184,11 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         tables.segment_spans() as i64,
     );
     registry.register(
+        "ingest_request_duration_seconds",
+        "OTLP export latency from decode to durable acknowledgement, by protocol",
+        ingest.request_seconds.clone(),
+    );
+    registry.register(
         "http_request_duration_seconds",
         "HTTP API request latency by route and status",
         state.http_metrics.requests.clone(),
