@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh
 export TRACEGATE_TEST_PYTHON="$PWD/.venv/bin/python"
-cargo test --workspace --all-targets "$@"
+cargo test --workspace "$@"
