@@ -3,13 +3,18 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use std::time::Instant;
 
 use anyhow::Context;
+use axum::Router;
+use axum::extract::Request;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
 use tracegate_collector::{Ingestor, grpc_service, http_router};
 use tracegate_query::graph::LiveGraph;
 use tracegate_storage::{CommitObserver, Store, StoreConfig};
@@ -81,13 +86,17 @@ pub async fn run(
         "listeners bound"
     );
 
-    // While the WAL replays, the HTTP address answers /health and a 503 /ready.
+    // While the WAL replays, the HTTP address answers /health and a 503 /ready; the
+    // same server then hands every request to the full API.
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (starting_done_tx, starting_done_rx) = watch::channel(false);
-    let starting = tokio::spawn(
-        axum::serve(TcpListener::from_std(http.try_clone()?)?, starting_router())
-            .with_graceful_shutdown(stopped(starting_done_rx))
-            .into_future(),
+    let gate: Arc<OnceLock<Router>> = Arc::default();
+    let api = tokio::spawn(
+        axum::serve(
+            TcpListener::from_std(http)?,
+            gated_router(Arc::clone(&gate)),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future(),
     );
 
     let store_config = StoreConfig {
@@ -111,14 +120,7 @@ pub async fn run(
 
     let ingestor = Ingestor::new(store.clone(), config.max_request_bytes);
     let state = AppState::new(store.clone(), ingestor.clone(), graph);
-    let _ = starting_done_tx.send(true);
-    let _ = starting.await;
-
-    let api = tokio::spawn(
-        axum::serve(TcpListener::from_std(http)?, api_router(state.clone()))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
+    let _ = gate.set(api_router(state.clone()));
     let otlp_http_server = tokio::spawn(
         axum::serve(
             TcpListener::from_std(otlp_http)?,
@@ -143,21 +145,13 @@ pub async fn run(
     shutdown.await;
     tracing::info!("shutting down: no new connections, draining requests");
     let _ = stop_tx.send(true);
-    for (name, result) in [
-        ("HTTP API", api.await),
-        ("OTLP/HTTP", otlp_http_server.await),
-    ] {
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, server = name, "server stopped with an error"),
-            Err(error) => tracing::warn!(%error, server = name, "server task failed"),
-        }
+    // A client that stalls mid-request must not keep the head from being flushed
+    // before an orchestrator's kill deadline: draining gets a deadline of its own.
+    let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE;
+    for (name, server) in [("HTTP API", api), ("OTLP/HTTP", otlp_http_server)] {
+        finish(name, server, deadline).await;
     }
-    match grpc.await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::warn!(%error, "OTLP/gRPC server stopped with an error"),
-        Err(error) => tracing::warn!(%error, "OTLP/gRPC server task failed"),
-    }
+    finish("OTLP/gRPC", grpc, deadline).await;
 
     let flushing = Instant::now();
     tokio::task::spawn_blocking(move || store.shutdown()).await?;
@@ -198,6 +192,49 @@ fn open_storage(
         );
     }
     Ok((store, replay, graph))
+}
+
+/// How long a shutdown waits for in-flight requests before it flushes anyway.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Waits for a server task until `deadline`, then aborts it.
+async fn finish<E: std::fmt::Display>(
+    name: &str,
+    mut server: JoinHandle<Result<(), E>>,
+    deadline: tokio::time::Instant,
+) {
+    match tokio::time::timeout_at(deadline, &mut server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => tracing::warn!(%error, server = name, "server stopped with an error"),
+        Ok(Err(error)) => tracing::warn!(%error, server = name, "server task failed"),
+        Err(_) => {
+            tracing::warn!(
+                server = name,
+                "requests still open at the drain deadline; closing them"
+            );
+            server.abort();
+        }
+    }
+}
+
+/// The HTTP API behind a gate: until the gate holds the full router (after the WAL
+/// replay), `/health` answers 200 and everything else 503.
+fn gated_router(gate: Arc<OnceLock<Router>>) -> Router {
+    Router::new().fallback(move |request: Request| {
+        let gate = Arc::clone(&gate);
+        async move {
+            match gate.get() {
+                Some(router) => match router.clone().oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+                None => starting_router()
+                    .oneshot(request)
+                    .await
+                    .unwrap_or_else(|never| match never {}),
+            }
+        }
+    })
 }
 
 fn starting_router() -> axum::Router {

@@ -605,3 +605,53 @@ fn one_server_takes_every_bad_request_and_keeps_serving() {
     assert_only_good_spans_stored(&server, &case);
     assert_still_serving(&server);
 }
+
+#[test]
+fn large_requests_under_the_default_limit_are_accepted() {
+    // The default limit is 16 MiB: a 5 MB export must go through on every path, with no
+    // smaller limit of a framework in between.
+    let server = TestServer::start();
+    let size = 5 * 1024 * 1024;
+
+    let http_trace = unique_trace_id(0x71);
+    let body = request_of_size(size, &http_trace).encode_to_vec();
+    let reply = post(&server.otlp_http_url(), PROTOBUF, None, &body);
+    assert_eq!(
+        reply.status,
+        200,
+        "{} bytes of protobuf: {}",
+        body.len(),
+        reply.text()
+    );
+    assert!(stored_span_ids(&server, &http_trace).is_some());
+
+    let json_trace = unique_trace_id(0x72);
+    let body = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": hex::encode(json_trace),
+        "spanId": "7001020304050607",
+        "name": "large",
+        "attributes": [{"key": "payload", "value": {"stringValue": "y".repeat(size)}}],
+    }]}]}]})
+    .to_string();
+    let reply = post(
+        &server.otlp_http_url(),
+        JSON,
+        Some("gzip"),
+        &gzip(body.as_bytes()),
+    );
+    assert_eq!(
+        reply.status,
+        200,
+        "{} bytes of gzipped JSON: {}",
+        body.len(),
+        reply.text()
+    );
+    assert!(stored_span_ids(&server, &json_trace).is_some());
+
+    let grpc_trace = unique_trace_id(0x73);
+    let mut client = GrpcClient::connect(server.ports().otlp_grpc);
+    client
+        .export(request_of_size(size, &grpc_trace))
+        .expect("a 5 MB gRPC export");
+    assert!(stored_span_ids(&server, &grpc_trace).is_some());
+}

@@ -7,6 +7,8 @@
 //! `tests/py/send_spans.py` prints), so that a lost type (an int read back as a string, a
 //! double as an int) shows up as a difference.
 
+#![recursion_limit = "256"]
+
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -124,7 +126,12 @@ fn normalize_otlp_json(document: &Value) -> Vec<Value> {
         .cloned()
         .unwrap_or_default();
     for resource_spans in &resource_spans {
-        let resource = typed_attributes(resource_spans["resource"].get("attributes"));
+        let resource = &resource_spans["resource"];
+        let resource = json!({
+            "attributes": typed_attributes(resource.get("attributes")),
+            "dropped_attributes_count": number(resource.get("droppedAttributesCount")),
+            "schema_url": text(resource_spans.get("schemaUrl")),
+        });
         let scope_spans = resource_spans["scopeSpans"]
             .as_array()
             .cloned()
@@ -135,6 +142,7 @@ fn normalize_otlp_json(document: &Value) -> Vec<Value> {
                 "name": text(scope.get("name")),
                 "version": text(scope.get("version")),
                 "attributes": typed_attributes(scope.get("attributes")),
+                "dropped_attributes_count": number(scope.get("droppedAttributesCount")),
                 "schema_url": text(scope_spans.get("schemaUrl")),
             });
             for span in scope_spans["spans"].as_array().cloned().unwrap_or_default() {
@@ -156,6 +164,7 @@ fn normalize_otlp_span(span: &Value, resource: &Value, scope: &Value) -> Value {
                 "name": text(event.get("name")),
                 "time_unix_nano": uint64_text(event.get("timeUnixNano")),
                 "attributes": typed_attributes(event.get("attributes")),
+                "dropped_attributes_count": number(event.get("droppedAttributesCount")),
             })
         })
         .collect();
@@ -168,8 +177,10 @@ fn normalize_otlp_span(span: &Value, resource: &Value, scope: &Value) -> Value {
             json!({
                 "trace_id": text(link.get("traceId")).to_lowercase(),
                 "span_id": text(link.get("spanId")).to_lowercase(),
+                "trace_state": text(link.get("traceState")),
                 "flags": number(link.get("flags")),
                 "attributes": typed_attributes(link.get("attributes")),
+                "dropped_attributes_count": number(link.get("droppedAttributesCount")),
             })
         })
         .collect();
@@ -178,14 +189,18 @@ fn normalize_otlp_span(span: &Value, resource: &Value, scope: &Value) -> Value {
         "trace_id": text(span.get("traceId")).to_lowercase(),
         "span_id": text(span.get("spanId")).to_lowercase(),
         "parent_span_id": text(span.get("parentSpanId")).to_lowercase(),
+        "trace_state": text(span.get("traceState")),
         "name": text(span.get("name")),
         "kind": number(span.get("kind")),
         "flags": number(span.get("flags")),
         "start_time_unix_nano": uint64_text(span.get("startTimeUnixNano")),
         "end_time_unix_nano": uint64_text(span.get("endTimeUnixNano")),
         "attributes": typed_attributes(span.get("attributes")),
+        "dropped_attributes_count": number(span.get("droppedAttributesCount")),
         "events": events,
+        "dropped_events_count": number(span.get("droppedEventsCount")),
         "links": links,
+        "dropped_links_count": number(span.get("droppedLinksCount")),
         "status": {"code": number(status.get("code")), "message": text(status.get("message"))},
         "resource": resource,
         "scope": scope,
@@ -209,6 +224,7 @@ fn normalize_sdk_spans(sent: &Value) -> Vec<Value> {
                         "name": event["name"],
                         "time_unix_nano": event["time_unix_nano"].as_u64().unwrap().to_string(),
                         "attributes": event["attributes"],
+                        "dropped_attributes_count": 0,
                     })
                 })
                 .collect();
@@ -220,8 +236,10 @@ fn normalize_sdk_spans(sent: &Value) -> Vec<Value> {
                     json!({
                         "trace_id": link["trace_id"],
                         "span_id": link["span_id"],
+                        "trace_state": "",
                         "flags": link["flags"],
                         "attributes": link["attributes"],
+                        "dropped_attributes_count": 0,
                     })
                 })
                 .collect();
@@ -229,23 +247,32 @@ fn normalize_sdk_spans(sent: &Value) -> Vec<Value> {
                 "trace_id": span["trace_id"],
                 "span_id": span["span_id"],
                 "parent_span_id": span["parent_span_id"].as_str().unwrap_or_default(),
+                "trace_state": "",
                 "name": span["name"],
                 "kind": span["kind_otlp"],
                 "flags": span["flags"],
                 "start_time_unix_nano": span["start_time_unix_nano"].as_u64().unwrap().to_string(),
                 "end_time_unix_nano": span["end_time_unix_nano"].as_u64().unwrap().to_string(),
                 "attributes": span["attributes"],
+                "dropped_attributes_count": 0,
                 "events": events,
+                "dropped_events_count": 0,
                 "links": links,
+                "dropped_links_count": 0,
                 "status": {
                     "code": span["status"]["code_otlp"],
                     "message": span["status"]["description"],
                 },
-                "resource": span["resource"]["attributes"],
+                "resource": {
+                    "attributes": span["resource"]["attributes"],
+                    "dropped_attributes_count": 0,
+                    "schema_url": span["resource"]["schema_url"],
+                },
                 "scope": {
                     "name": span["scope"]["name"],
                     "version": span["scope"]["version"],
                     "attributes": span["scope"]["attributes"],
+                    "dropped_attributes_count": 0,
                     "schema_url": span["scope"]["schema_url"],
                 },
             })
@@ -564,7 +591,7 @@ fn assert_jaeger_trace(trace: &Value, expected: &[Value], trace_id: &str, arrays
         // The process: service name plus the other resource attributes as typed tags.
         let process_id = span["processID"].as_str().expect("processID");
         let process = &processes[process_id];
-        let resource = sent["resource"].as_object().unwrap();
+        let resource = sent["resource"]["attributes"].as_object().unwrap();
         assert_eq!(
             process["serviceName"], resource["service.name"]["value"],
             "{context}"
@@ -574,7 +601,7 @@ fn assert_jaeger_trace(trace: &Value, expected: &[Value], trace_id: &str, arrays
             !process_tags.contains_key("service.name"),
             "{context}: service.name is a tag"
         );
-        let mut resource_without_name = sent["resource"].clone();
+        let mut resource_without_name = sent["resource"]["attributes"].clone();
         resource_without_name
             .as_object_mut()
             .unwrap()
@@ -830,6 +857,12 @@ fn jaeger_search_services_and_operations_find_the_sdk_spans() {
         only_checkout,
         "error=true"
     );
+    let tag_param = format!("{by_service}&tag=error:true&tag=peer.service:inventory");
+    assert_eq!(
+        search(&server, &tag_param),
+        only_checkout,
+        "tag=key:value parameters"
+    );
     let status_503 = tags(r#"{"http.response.status_code":"503"}"#);
     assert_eq!(
         search(&server, &status_503),
@@ -943,14 +976,22 @@ fn hand_written_request(trace_id: &str, service: &str, start: u64) -> Value {
                     {"key": "host.cpus", "value": {"intValue": 8}},
                     {"key": "host.arm", "value": {"boolValue": false}},
                 ],
-                "droppedAttributesCount": 0,
+                "droppedAttributesCount": 2,
             },
+            "schemaUrl": "https://opentelemetry.io/schemas/1.25.0",
             "scopeSpans": [{
-                "scope": {"name": "hand.written", "version": "1.2.3"},
+                "scope": {
+                    "name": "hand.written",
+                    "version": "1.2.3",
+                    "attributes": [{"key": "scope.int", "value": {"intValue": "12"}}],
+                    "droppedAttributesCount": 1,
+                },
                 "spans": [
                     {
                         "traceId": trace_id,
                         "spanId": "00f067aa0ba902b7",
+                        "traceState": "vendor=abc,other=1",
+                        "flags": 769,
                         "name": "GET /json",
                         "kind": 2,
                         "startTimeUnixNano": start.to_string(),
@@ -978,16 +1019,23 @@ fn hand_written_request(trace_id: &str, service: &str, start: u64) -> Value {
                             {"key": "with.unknown", "value": {"stringValue": "v"},
                              "futureField": true},
                         ],
+                        "droppedAttributesCount": 3,
                         "events": [{
                             "timeUnixNano": (start + 1_000_000).to_string(),
                             "name": "handshake",
                             "attributes": [{"key": "tls", "value": {"boolValue": true}}],
+                            "droppedAttributesCount": 1,
                         }],
+                        "droppedEventsCount": 4,
                         "links": [{
-                            "traceId": "4bf92f3577b34da6a3ce929d0e0e4736",
-                            "spanId": "53995c3f42cd8ad8",
+                            "traceId": "4BF92F3577B34DA6A3CE929D0E0E4736",
+                            "spanId": "53995C3F42CD8AD8",
+                            "traceState": "linked=yes",
+                            "flags": 257,
                             "attributes": [{"key": "reason", "value": {"stringValue": "retry"}}],
+                            "droppedAttributesCount": 5,
                         }],
+                        "droppedLinksCount": 6,
                         "status": {"code": 2, "message": "handler failed"},
                         "someFutureSpanField": {"nested": [1, 2, 3]},
                     },
@@ -1100,6 +1148,21 @@ fn assert_otlp_json_round_trip(gzipped: bool) {
     assert_eq!(tags["int.max"], ("int64".to_string(), json!(i64::MAX)));
     assert_eq!(tags["double.whole"].0, "float64");
     assert_eq!(tags["error"], ("bool".to_string(), json!(true)));
+    assert_eq!(
+        tags["w3c.tracestate"],
+        ("string".to_string(), json!("vendor=abc,other=1"))
+    );
+    let link = &root["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["refType"] == "FOLLOWS_FROM");
+    let link = link.expect("the link as FOLLOWS_FROM");
+    assert_eq!(
+        link["spanID"],
+        json!("53995c3f42cd8ad8"),
+        "ids in lowercase hex"
+    );
     assert_eq!(root["duration"].as_u64(), Some(40_000));
     let process = &trace["processes"][root["processID"].as_str().unwrap()];
     assert_eq!(process["serviceName"], json!(service));
@@ -1146,4 +1209,68 @@ fn unknown_and_malformed_trace_ids_are_answered_in_the_native_api() {
             .as_str()
             .is_some_and(|m| !m.is_empty())
     );
+}
+
+#[test]
+fn spans_without_a_service_name_belong_to_unknown_service() {
+    let server = TestServer::start();
+    let trace_id = hex::encode(unique_trace_id(0x05));
+    let start = now_unix_nano() - 2_000_000_000;
+    let span = |span_id: &str| {
+        json!({
+            "traceId": trace_id,
+            "spanId": span_id,
+            "name": "anonymous work",
+            "kind": 1,
+            "startTimeUnixNano": start.to_string(),
+            "endTimeUnixNano": (start + 1_000_000).to_string(),
+        })
+    };
+    // One resource without service.name, one without any resource at all.
+    let body = json!({"resourceSpans": [
+        {
+            "resource": {"attributes": [{"key": "host.name", "value": {"stringValue": "h1"}}]},
+            "scopeSpans": [{"spans": [span("a1a1a1a1a1a1a1a1")]}],
+        },
+        {"scopeSpans": [{"spans": [span("b2b2b2b2b2b2b2b2")]}]},
+    ]});
+    let reply = post(
+        &server.otlp_http_url(),
+        "application/json",
+        None,
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    let services = jaeger_data(&get_json(&server.url("/api/services")), "services");
+    assert_eq!(
+        services,
+        json!(["unknown_service"]),
+        "the service of spans without one"
+    );
+    let trace = &jaeger_data(
+        &get_json(&server.url(&format!("/api/traces/{trace_id}"))),
+        "trace",
+    )[0];
+    assert_eq!(trace["spans"].as_array().map(Vec::len), Some(2));
+    for process in trace["processes"].as_object().expect("processes").values() {
+        assert_eq!(
+            process["serviceName"],
+            json!("unknown_service"),
+            "{process}"
+        );
+    }
+    let found = search(&server, "service=unknown_service");
+    assert_eq!(found, BTreeSet::from([trace_id.clone()]));
+
+    // The native API gives back the resources as they came: no service.name invented.
+    let (_, spans) = native_trace(&server, &trace_id);
+    assert_eq!(spans.len(), 2);
+    for span in &spans {
+        let attributes = span["resource"]["attributes"].as_object().unwrap();
+        assert!(
+            !attributes.contains_key("service.name"),
+            "no invented service.name: {span}"
+        );
+    }
 }

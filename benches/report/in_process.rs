@@ -25,6 +25,44 @@ impl Bodies {
     pub(crate) fn num_bytes(&self) -> u64 {
         self.bodies.iter().map(|b| b.len() as u64).sum()
     }
+
+    /// Writes the bodies to `path`: the span count, then each body length-prefixed.
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub(crate) fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let mut out = Vec::with_capacity(self.num_bytes() as usize + 8 * self.bodies.len() + 8);
+        out.extend_from_slice(&self.num_spans.to_le_bytes());
+        for body in &self.bodies {
+            out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+            out.extend_from_slice(body);
+        }
+        std::fs::write(path, out).with_context(|| format!("write {}", path.display()))
+    }
+
+    /// Reads what [`Bodies::save`] wrote.
+    ///
+    /// # Errors
+    /// When the file cannot be read or is cut short.
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
+        let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+        let word = |at: usize| -> anyhow::Result<u64> {
+            let bytes = data.get(at..at + 8).context("bodies file cut short")?;
+            Ok(u64::from_le_bytes(bytes.try_into()?))
+        };
+        let num_spans = word(0)?;
+        let mut bodies = Vec::new();
+        let mut at = 8;
+        while at < data.len() {
+            let len = word(at)? as usize;
+            let body = data
+                .get(at + 8..at + 8 + len)
+                .context("bodies file cut short")?;
+            bodies.push(body.to_vec());
+            at += 8 + len;
+        }
+        Ok(Self { bodies, num_spans })
+    }
 }
 
 /// Time for prost to decode every body once.
@@ -51,6 +89,7 @@ pub(crate) struct IngestRun {
 /// Ingests every body into a fresh store in `dir` exactly as the OTLP/HTTP receiver
 /// does (decode, then [`Ingestor::export`]: validate, columnarize, WAL append with group
 /// commit, head), on one thread, with `in_flight` requests awaiting their sync at once.
+/// The bodies are owned, as a receiver owns the bytes it read from the socket.
 ///
 /// The store never seals during the run, so no Parquet flush competes for the CPU; the
 /// WAL writer thread still does the writes and syncs, as in production.
@@ -58,7 +97,7 @@ pub(crate) struct IngestRun {
 /// # Errors
 /// When the store cannot be opened or an export fails.
 pub(crate) fn ingest_all(
-    bodies: &Bodies,
+    bodies: Bodies,
     dir: &Path,
     in_flight: usize,
 ) -> anyhow::Result<IngestRun> {
@@ -74,20 +113,20 @@ pub(crate) fn ingest_all(
         .enable_all()
         .build()?;
 
+    let num_spans = bodies.num_spans;
     let started = Instant::now();
     runtime.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
-        for body in &bodies.bodies {
+        for raw in bodies.bodies {
             while tasks.len() >= in_flight {
                 if let Some(done) = tasks.join_next().await {
                     done??;
                 }
             }
             let ingestor = ingestor.clone();
-            let raw = body.clone();
             tasks.spawn(async move {
                 let request = ExportTraceServiceRequest::decode(raw.as_slice())?;
-                let response = ingestor.export(request, Some(raw)).await?;
+                let response = ingestor.export(request, Some(raw), "bench").await?;
                 anyhow::ensure!(response.partial_success.is_none(), "spans were rejected");
                 anyhow::Ok(())
             });
@@ -101,9 +140,8 @@ pub(crate) fn ingest_all(
 
     let committed = store.stats().spans_committed.load(Ordering::Relaxed);
     anyhow::ensure!(
-        committed == bodies.num_spans,
-        "ingest committed {committed} spans of {}",
-        bodies.num_spans
+        committed == num_spans,
+        "ingest committed {committed} spans of {num_spans}"
     );
     let wal_syncs = store.stats().wal_syncs.load(Ordering::Relaxed);
     // Dropping the last handle stops the writer without flushing the head to Parquet.

@@ -23,7 +23,7 @@ mod trace_set;
 pub mod tree;
 mod views;
 
-pub use attribute_text::attribute_text;
+pub use attribute_text::{attribute_json, attribute_text};
 pub use error::{QueryError, parse_trace_id};
 pub use operations::{Operation, list_operations};
 pub use search::{TraceHit, TraceQuery, search_traces};

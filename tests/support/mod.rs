@@ -299,15 +299,20 @@ impl TestServer {
 
     /// Sends SIGTERM and waits (bounded) for the process to exit, returning its status.
     pub(crate) fn sigterm(&mut self) -> ExitStatus {
-        self.stop_with_signal("TERM")
+        self.stop_with_signal("TERM", SHUTDOWN_TIMEOUT)
+    }
+
+    /// Sends SIGTERM and fails the test unless the process exits within `limit`.
+    pub(crate) fn sigterm_within(&mut self, limit: Duration) -> ExitStatus {
+        self.stop_with_signal("TERM", limit)
     }
 
     /// Sends SIGINT (as Ctrl-C does) and waits (bounded) for the process to exit.
     pub(crate) fn sigint(&mut self) -> ExitStatus {
-        self.stop_with_signal("INT")
+        self.stop_with_signal("INT", SHUTDOWN_TIMEOUT)
     }
 
-    fn stop_with_signal(&mut self, signal: &str) -> ExitStatus {
+    fn stop_with_signal(&mut self, signal: &str, limit: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("a running process");
         let pid = child.id().to_string();
         let flag = format!("-{signal}");
@@ -321,11 +326,11 @@ impl TestServer {
             if let Some(status) = child.try_wait().expect("poll the server process") {
                 return status;
             }
-            if started.elapsed() > SHUTDOWN_TIMEOUT {
+            if started.elapsed() > limit {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "tracegate serve did not exit within {SHUTDOWN_TIMEOUT:?} of SIG{signal}\n{}",
+                    "tracegate serve did not exit within {limit:?} of SIG{signal}\n{}",
                     self.log_tail()
                 );
             }
@@ -524,7 +529,10 @@ impl GrpcClient {
             addr.ip().is_loopback(),
             "tests talk to loopback only, not {addr}"
         );
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        // One worker keeps the connection serviced between calls, so that an idle client
+        // still answers the server's shutdown notice instead of looking stalled.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()
             .expect("build a tokio runtime");

@@ -152,13 +152,13 @@ impl OutlierMonitor {
 }
 
 /// Starts the outlier monitor: every [`MONITOR_INTERVAL`] it finds the outliers of the
-/// last [`MONITOR_WINDOW`], keeps them in the returned [`OutlierMonitor`], and logs each
+/// last [`MONITOR_WINDOW`], keeps them in `state.outlier_monitor` (also returned), and logs each
 /// pod or version that becomes an outlier or stops being one.
 ///
 /// The task ends by itself once the server that owns `state` is gone (every clone of
 /// `state` dropped). Must be called within a Tokio runtime.
 pub fn spawn_outlier_monitor(state: AppState) -> OutlierMonitor {
-    let monitor = OutlierMonitor::default();
+    let monitor = state.outlier_monitor.clone();
     let alive = Arc::downgrade(&state.ready);
     let store = state.store.clone();
     drop(state);
@@ -235,4 +235,14 @@ fn log_changes(previous: Option<&OutlierSnapshot>, current: &OutlierSnapshot) {
     for (service, workload, pod) in before.difference(&now) {
         tracing::info!(%service, %workload, %pod, "outlier recovered");
     }
+}
+
+/// `GET /api/v1/outliers/live`: the monitor's latest detection and its recent history.
+pub(crate) async fn live_outliers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "latest": state.outlier_monitor.latest(),
+        "history": state.outlier_monitor.history(),
+    }))
 }

@@ -35,6 +35,7 @@ pub fn api_router(state: AppState) -> Router {
         .route("/api/v1/graph", get(graph_api::graph))
         .route("/api/v1/demarcation", get(graph_api::demarcation))
         .route("/api/v1/outliers", get(outliers_api::outliers))
+        .route("/api/v1/outliers/live", get(outliers_api::live_outliers))
         .route("/api/v1/canary/analyze", post(canary_api::analyze))
         .route(
             "/api/v1/canary/verdict",

@@ -8,6 +8,7 @@ use tracegate_query::graph::LiveGraph;
 use tracegate_storage::Store;
 
 use crate::metrics::HttpMetrics;
+use crate::outliers_api::OutlierMonitor;
 
 /// Shared state of the HTTP API. Cheap to clone.
 #[derive(Clone)]
@@ -22,6 +23,9 @@ pub struct AppState {
     pub http_metrics: Arc<HttpMetrics>,
     /// The live service graph.
     pub graph: Arc<LiveGraph>,
+    /// The latest outlier detections, refreshed in the background once started with
+    /// [`crate::spawn_outlier_monitor`].
+    pub outlier_monitor: OutlierMonitor,
 }
 
 impl AppState {
@@ -31,6 +35,7 @@ impl AppState {
             store,
             ingestor,
             graph,
+            outlier_monitor: OutlierMonitor::default(),
             ready: Arc::new(AtomicBool::new(false)),
             http_metrics: Arc::new(HttpMetrics::default()),
         }

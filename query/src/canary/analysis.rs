@@ -17,30 +17,20 @@
 //! relative to the baseline: it compares a canary pod with the other pods of its workload,
 //! so it only speaks when the canary shares a workload with other pods or runs several.
 
-use std::collections::{BTreeSet, HashSet};
-
 use serde::Serialize;
 use tracegate_storage::Tables;
 
+use crate::canary::evidence::evidence;
 use crate::canary::math::median;
+use crate::canary::{CanaryScan, Evidence, SidedOutlier};
 use crate::canary::{
     CheckResult, Edge, JudgeConfig, Metric, Outcome, SideValues, SpanSelector, Statistic, judge,
 };
-use crate::canary_inputs::{CanaryInputs, CanaryScan, SideSummary};
-use crate::demarcation::{Suspect, SuspectKind, demarcate};
+use crate::canary_inputs::CanaryInputs;
 use crate::error::QueryError;
 use crate::outliers::{Detector, Outlier, OutlierConfig, PodStats, detect_outliers};
 use crate::pod_stats::{load_pod_stats, pod_outlier_config};
 use crate::table::TimeRange;
-
-/// Exemplar trace ids per list in the answer.
-const MAX_EXEMPLARS: usize = 10;
-
-/// Canary (and baseline) traces handed to demarcation, per kind.
-const MAX_DEMARCATION_TRACES: usize = 200;
-
-/// Demarcation suspects kept in the evidence.
-const MAX_SUSPECTS: usize = 5;
 
 /// One canary question: which service, which spans on each side, over which window.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,14 +104,14 @@ pub enum AnswerCheck {
 }
 
 impl AnswerCheck {
-    fn result(&self) -> Outcome {
+    pub(crate) fn result(&self) -> Outcome {
         match self {
             Self::Judge(check) => check.result,
             Self::Outlier(check) => check.result,
         }
     }
 
-    fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         match self {
             Self::Judge(check) => format!(
                 "{} {}->{} {}: {}",
@@ -141,101 +131,6 @@ fn metric_name(metric: Metric) -> &'static str {
         Metric::ErrorRate => "error_rate",
         Metric::Latency => "latency",
     }
-}
-
-/// What one side did, for people.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SideEvidence {
-    /// The side's selector.
-    pub selector: SpanSelector,
-    /// Calls into the service.
-    pub requests: u64,
-    /// Of which failed.
-    pub errors: u64,
-    /// `errors / requests`, absent without requests.
-    pub error_rate: Option<f64>,
-    /// Traces with a call of this side.
-    pub traces: usize,
-    /// Pods, workloads and versions seen.
-    pub pods: BTreeSet<String>,
-    /// Workloads seen.
-    pub workloads: BTreeSet<String>,
-    /// Versions seen.
-    pub versions: BTreeSet<String>,
-}
-
-impl SideEvidence {
-    fn of(selector: &SpanSelector, side: &SideSummary) -> Self {
-        Self {
-            selector: selector.clone(),
-            requests: side.requests,
-            errors: side.errors,
-            error_rate: (side.requests > 0).then(|| side.errors as f64 / side.requests as f64),
-            traces: side.trace_starts.len(),
-            pods: side.pods.clone(),
-            workloads: side.workloads.clone(),
-            versions: side.versions.clone(),
-        }
-    }
-}
-
-/// Where the canary's regression starts, from demarcation of its failing (or slow)
-/// traces, or from the first failing check when demarcation names nothing about it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RegressionStart {
-    /// Errors or latency.
-    pub kind: SuspectKind,
-    /// The service where it starts.
-    pub service: String,
-    /// The workload, when known.
-    pub workload: Option<String>,
-    /// The version, when known.
-    pub version: Option<String>,
-    /// The pod, when known.
-    pub pod: Option<String>,
-    /// The operation, when known.
-    pub operation: Option<String>,
-    /// The edge whose calls regressed.
-    pub edge: Option<Edge>,
-    /// `demarcation` or `check`.
-    pub source: &'static str,
-    /// Why, in a sentence.
-    pub reason: String,
-}
-
-/// An outlier pod of the service, with the side it belongs to.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SidedOutlier {
-    /// The detector's finding.
-    #[serde(flatten)]
-    pub outlier: Outlier,
-    /// `baseline`, `canary` or `neither` (a pod of both or of no side).
-    pub side: &'static str,
-}
-
-/// Everything behind a verdict that a person would look at.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Evidence {
-    /// Traces of failed canary calls, those on failing checks first, latest first.
-    pub exemplar_trace_ids: Vec<String>,
-    /// Traces of the slowest canary calls on failing latency checks.
-    pub slow_exemplar_trace_ids: Vec<String>,
-    /// Where the regression starts, when the verdict is `fail`.
-    pub regression_start: Option<RegressionStart>,
-    /// Demarcation of the canary's failing or slow traces, most likely first.
-    pub suspects: Vec<Suspect>,
-    /// The baseline's side.
-    pub baseline: SideEvidence,
-    /// The canary's side.
-    pub canary: SideEvidence,
-    /// Outlier pods of the service over the window.
-    pub outliers: Vec<SidedOutlier>,
-    /// Spans of the service both selectors matched, counted for neither side.
-    pub ambiguous_spans: u64,
-    /// The window's start, Unix nanoseconds.
-    pub start_unix_nano: i64,
-    /// The window's end, Unix nanoseconds.
-    pub end_unix_nano: i64,
 }
 
 /// The answer of `/api/v1/canary/*`.
@@ -445,201 +340,6 @@ fn outlier_check(outlier: &Outlier, pods: &[PodStats]) -> OutlierCheck {
     }
 }
 
-fn hex_ids(ids: impl IntoIterator<Item = [u8; 16]>) -> Vec<String> {
-    ids.into_iter().map(hex::encode).collect()
-}
-
-/// Exemplars, demarcation and the sides' summaries.
-fn evidence(
-    scan: &CanaryScan,
-    inputs: &CanaryInputs,
-    checks: &[AnswerCheck],
-    question: &CanaryQuestion,
-    outcome: Outcome,
-    outliers: Vec<SidedOutlier>,
-) -> Result<Evidence, QueryError> {
-    // The judge's checks come two per input: error rate, then latency.
-    let failed = |index: usize| matches!(checks.get(index), Some(AnswerCheck::Judge(check)) if check.result == Outcome::Fail);
-    let error_failures: Vec<usize> = (0..inputs.inputs.len())
-        .filter(|&i| failed(2 * i))
-        .collect();
-    let latency_failures: Vec<usize> = (0..inputs.inputs.len())
-        .filter(|&i| failed(2 * i + 1))
-        .collect();
-
-    // Failed canary calls: on failing checks first (latest first), then any other.
-    let mut exemplars: Vec<[u8; 16]> = Vec::new();
-    let mut seen = HashSet::new();
-    for &index in &error_failures {
-        for &trace in inputs.traces[index].failing_canary.iter().rev() {
-            if seen.insert(trace) {
-                exemplars.push(trace);
-            }
-        }
-    }
-    for trace in inputs.canary.recent_traces(MAX_EXEMPLARS, true) {
-        if seen.insert(trace) {
-            exemplars.push(trace);
-        }
-    }
-    let mut slow: Vec<[u8; 16]> = Vec::new();
-    for &index in &latency_failures {
-        for &trace in &inputs.traces[index].slowest_canary {
-            if !slow.contains(&trace) {
-                slow.push(trace);
-            }
-        }
-    }
-
-    // Demarcation of the canary's failing (and, for latency, recent) traces.
-    let mut suspects = Vec::new();
-    let mut regression_start = None;
-    if outcome == Outcome::Fail {
-        let mut window: HashSet<[u8; 16]> = inputs
-            .canary
-            .recent_traces(MAX_DEMARCATION_TRACES, true)
-            .into_iter()
-            .collect();
-        if !latency_failures.is_empty() {
-            window.extend(inputs.canary.recent_traces(MAX_DEMARCATION_TRACES, false));
-        }
-        let reference: HashSet<[u8; 16]> = inputs
-            .baseline
-            .recent_traces(MAX_DEMARCATION_TRACES, false)
-            .into_iter()
-            .collect();
-        let window_trees = scan.full_trees(&window)?;
-        let reference_trees = scan.full_trees(&reference)?;
-        let reference_trees = (!reference_trees.is_empty()).then_some(reference_trees.as_slice());
-        suspects = demarcate(&window_trees, reference_trees);
-        let kind = if error_failures.is_empty() && !latency_failures.is_empty() {
-            SuspectKind::Latency
-        } else {
-            SuspectKind::Error
-        };
-        regression_start = regression_start_of(&suspects, kind, checks, question, inputs);
-        suspects.truncate(MAX_SUSPECTS);
-    }
-
-    exemplars.truncate(MAX_EXEMPLARS);
-    slow.truncate(MAX_EXEMPLARS);
-    Ok(Evidence {
-        exemplar_trace_ids: hex_ids(exemplars),
-        slow_exemplar_trace_ids: hex_ids(slow),
-        regression_start,
-        suspects,
-        baseline: SideEvidence::of(&question.baseline, &inputs.baseline),
-        canary: SideEvidence::of(&question.canary, &inputs.canary),
-        outliers,
-        ambiguous_spans: inputs.ambiguous_spans,
-        start_unix_nano: question.range.start_unix_nano,
-        end_unix_nano: question.range.end_unix_nano,
-    })
-}
-
-/// The most likely suspect of `kind` that concerns the canary: in the service on the
-/// canary's side, or in a callee of a failing outgoing check. Falls back to the first
-/// failing check.
-fn regression_start_of(
-    suspects: &[Suspect],
-    kind: SuspectKind,
-    checks: &[AnswerCheck],
-    question: &CanaryQuestion,
-    inputs: &CanaryInputs,
-) -> Option<RegressionStart> {
-    let failing_edges: Vec<&Edge> = checks
-        .iter()
-        .filter(|check| check.result() == Outcome::Fail)
-        .map(|check| match check {
-            AnswerCheck::Judge(check) => &check.edge,
-            AnswerCheck::Outlier(check) => &check.edge,
-        })
-        .collect();
-    let canary = &inputs.canary;
-    let on_canary_side = |suspect: &Suspect| {
-        suspect.service == question.service
-            && suspect
-                .pod
-                .as_ref()
-                .is_none_or(|pod| canary.pods.contains(pod))
-            && suspect
-                .version
-                .as_ref()
-                .is_none_or(|v| canary.versions.contains(v))
-            && suspect
-                .workload
-                .as_ref()
-                .is_none_or(|w| canary.workloads.contains(w))
-    };
-    let in_failing_callee = |suspect: &Suspect| {
-        failing_edges
-            .iter()
-            .any(|edge| edge.source == question.service && edge.target == suspect.service)
-    };
-    let chosen = suspects
-        .iter()
-        .filter(|suspect| suspect.kind == kind)
-        .find(|suspect| on_canary_side(suspect) || in_failing_callee(suspect));
-    if let Some(suspect) = chosen {
-        let edge = suspect
-            .edge
-            .as_ref()
-            .map(|edge| Edge {
-                source: edge.source.clone(),
-                target: edge.target.clone(),
-            })
-            .or_else(|| {
-                failing_edges
-                    .iter()
-                    .find(|edge| edge.target == suspect.service)
-                    .or(failing_edges.first())
-                    .map(|edge| (*edge).clone())
-            });
-        return Some(RegressionStart {
-            kind: suspect.kind,
-            service: suspect.service.clone(),
-            workload: suspect.workload.clone(),
-            version: suspect.version.clone(),
-            pod: suspect.pod.clone(),
-            operation: suspect.operation.clone(),
-            edge,
-            source: "demarcation",
-            reason: suspect.reason.clone(),
-        });
-    }
-
-    // No suspect concerns the canary: name the first failing check's edge.
-    let check = checks
-        .iter()
-        .find(|check| check.result() == Outcome::Fail)?;
-    let single = |set: &BTreeSet<String>| {
-        (set.len() == 1)
-            .then(|| set.iter().next().cloned())
-            .flatten()
-    };
-    let (kind, edge, operation) = match check {
-        AnswerCheck::Judge(check) => {
-            let kind = match check.metric {
-                Metric::ErrorRate => SuspectKind::Error,
-                Metric::Latency => SuspectKind::Latency,
-            };
-            (kind, check.edge.clone(), Some(check.operation.clone()))
-        }
-        AnswerCheck::Outlier(check) => (SuspectKind::Error, check.edge.clone(), None),
-    };
-    Some(RegressionStart {
-        kind,
-        service: question.service.clone(),
-        workload: single(&canary.workloads),
-        version: single(&canary.versions),
-        pod: single(&canary.pods),
-        operation,
-        edge: Some(edge),
-        source: "check",
-        reason: check.summary(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -702,6 +402,269 @@ mod tests {
         assert_eq!(json["metric"], "outlier");
         assert_eq!(json["result"], "fail");
         assert_eq!(json["statistic"]["method"], "consecutive_errors");
+    }
+
+    mod stored {
+        //! Analyses over a store filled from hand-made OTLP: one `reviews` workload whose
+        //! pods run `v1` (three pods) and `v2` (two pods), as Argo Rollouts runs a canary.
+
+        use super::super::*;
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+        use serde_json::json;
+
+        const START: u64 = 1_700_000_000_000_000_000;
+        const PODS: [(&str, &str, &str); 5] = [
+            ("reviews-0", "v1", "stable"),
+            ("reviews-1", "v1", "stable"),
+            ("reviews-2", "v1", "stable"),
+            ("reviews-3", "v2", "canary"),
+            ("reviews-4", "v2", "canary"),
+        ];
+
+        fn text(key: &str, value: &str) -> KeyValue {
+            KeyValue {
+                key: key.into(),
+                value: Some(AnyValue {
+                    value: Some(Value::StringValue(value.into())),
+                }),
+                ..KeyValue::default()
+            }
+        }
+
+        fn resource(service: &str, pod: &str, version: &str, hash: &str) -> Resource {
+            Resource {
+                attributes: vec![
+                    text("service.name", service),
+                    text("service.version", version),
+                    text("k8s.deployment.name", service),
+                    text("k8s.pod.name", pod),
+                    text("rollouts-pod-template-hash", hash),
+                ],
+                ..Resource::default()
+            }
+        }
+
+        fn span(
+            trace: u64,
+            id: u8,
+            parent: Option<u8>,
+            kind: i32,
+            start: u64,
+            error: bool,
+        ) -> Span {
+            let mut trace_id = [7u8; 16];
+            trace_id[8..].copy_from_slice(&trace.to_be_bytes());
+            Span {
+                trace_id: trace_id.to_vec(),
+                span_id: vec![id; 8],
+                parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+                name: "GET /reviews".into(),
+                kind,
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + (5 + (trace * 7) % 11) * 1_000_000,
+                status: error.then(|| Status {
+                    code: 2,
+                    message: "failed".into(),
+                }),
+                ..Span::default()
+            }
+        }
+
+        /// `traces` calls from frontend to reviews, round robin over the pods;
+        /// `fails(trace, pod)` decides which fail.
+        fn tables(traces: u64, fails: impl Fn(u64, &str) -> bool) -> tracegate_storage::Tables {
+            let frontend = resource("frontend", "frontend-0", "1.0", "f");
+            let mut groups: Vec<(Resource, Vec<Span>)> = vec![(frontend, Vec::new())];
+            for (pod, version, hash) in PODS {
+                groups.push((resource("reviews", pod, version, hash), Vec::new()));
+            }
+            for trace in 0..traces {
+                let start = START + trace * 1_000_000;
+                let index = (trace % PODS.len() as u64) as usize;
+                let error = fails(trace, PODS[index].0);
+                groups[0].1.push(span(trace, 1, None, 2, start, error));
+                groups[0]
+                    .1
+                    .push(span(trace, 2, Some(1), 3, start + 10, error));
+                let mut server = span(trace, 3, Some(2), 2, start + 20, error);
+                // A span attribute without a column of its own, kept in the protobuf rest.
+                server.attributes.push(text("app.track", PODS[index].2));
+                groups[1 + index].1.push(server);
+            }
+            let request = ExportTraceServiceRequest {
+                resource_spans: groups
+                    .into_iter()
+                    .map(|(resource, spans)| ResourceSpans {
+                        resource: Some(resource),
+                        scope_spans: vec![ScopeSpans {
+                            spans,
+                            ..ScopeSpans::default()
+                        }],
+                        ..ResourceSpans::default()
+                    })
+                    .collect(),
+            };
+            let batch = tracegate_storage::columnarize(&request)
+                .batch
+                .expect("valid spans");
+            tracegate_storage::Tables {
+                head: vec![batch],
+                ..tracegate_storage::Tables::default()
+            }
+        }
+
+        fn question(baseline: SpanSelector, canary: SpanSelector) -> CanaryQuestion {
+            let range = TimeRange {
+                start_unix_nano: START as i64,
+                end_unix_nano: START as i64 + 3_600_000_000_000,
+            };
+            CanaryQuestion::new("reviews", baseline, canary, range)
+        }
+
+        /// Baseline pods fail one call in 300; `reviews-3` fails six calls in a row.
+        fn one_canary_pod_fails_six_in_a_row(trace: u64, pod: &str) -> bool {
+            let nth_call_of_pod = trace / PODS.len() as u64;
+            match pod {
+                "reviews-3" => (20..26).contains(&nth_call_of_pod),
+                "reviews-4" => false,
+                _ => nth_call_of_pod % 300 == 7,
+            }
+        }
+
+        #[tokio::test]
+        async fn a_canary_pod_with_a_run_of_errors_fails_the_canary_by_itself() {
+            let tables = tables(2000, one_canary_pod_fails_six_in_a_row);
+            let question = question(SpanSelector::version("v1"), SpanSelector::version("v2"));
+            let answer = analyze_canary(&tables, &question).await.unwrap();
+
+            assert_eq!(answer.verdict, Outcome::Fail, "{}", answer.reason);
+            let judged: Vec<&CheckResult> = answer
+                .checks
+                .iter()
+                .filter_map(|check| match check {
+                    AnswerCheck::Judge(check) => Some(check),
+                    AnswerCheck::Outlier(_) => None,
+                })
+                .collect();
+            assert_eq!(judged.len(), 2);
+            assert_eq!(
+                (
+                    judged[0].edge.source.as_str(),
+                    judged[0].edge.target.as_str()
+                ),
+                ("frontend", "reviews")
+            );
+            assert!(
+                judged.iter().all(|check| check.result != Outcome::Fail),
+                "{judged:#?}"
+            );
+            let flagged: Vec<&OutlierCheck> = answer
+                .checks
+                .iter()
+                .filter_map(|check| match check {
+                    AnswerCheck::Outlier(check) => Some(check),
+                    AnswerCheck::Judge(_) => None,
+                })
+                .collect();
+            assert_eq!(flagged.len(), 1, "{flagged:#?}");
+            assert_eq!(flagged[0].pod, "reviews-3");
+            assert_eq!(flagged[0].detector, Detector::ConsecutiveErrors);
+            assert_eq!(flagged[0].canary.requests, 400);
+            assert_eq!(flagged[0].baseline.requests, 1600);
+            assert!(
+                answer.reason.contains("outlier reviews-3"),
+                "{}",
+                answer.reason
+            );
+
+            let sides: Vec<(&str, &str)> = answer
+                .evidence
+                .outliers
+                .iter()
+                .map(|o| (o.outlier.pod.as_str(), o.side))
+                .collect();
+            assert!(sides.contains(&("reviews-3", "canary")), "{sides:?}");
+            assert_eq!(answer.evidence.canary.requests, 800);
+            assert_eq!(answer.evidence.canary.errors, 6);
+            assert_eq!(answer.evidence.exemplar_trace_ids.len(), 6);
+            let start = answer.evidence.regression_start.as_ref().unwrap();
+            assert_eq!(start.service, "reviews");
+            assert_eq!(start.pod.as_deref(), Some("reviews-3"), "{start:?}");
+        }
+
+        #[tokio::test]
+        async fn attribute_selectors_read_stored_resources() {
+            let tables = tables(1000, |_, _| false);
+            let by_version = question(SpanSelector::version("v1"), SpanSelector::version("v2"));
+            let by_hash = question(
+                SpanSelector::from_json(
+                    "baseline",
+                    &json!({"attributes": {"rollouts-pod-template-hash": "stable"}}),
+                )
+                .unwrap(),
+                SpanSelector::from_json(
+                    "canary",
+                    &json!({"attributes": {"rollouts-pod-template-hash": "canary"}}),
+                )
+                .unwrap(),
+            );
+            let expected = analyze_canary(&tables, &by_version).await.unwrap();
+            let answer = analyze_canary(&tables, &by_hash).await.unwrap();
+            assert_eq!(answer.verdict, Outcome::Pass, "{}", answer.reason);
+            assert_eq!(answer.checks, expected.checks);
+            assert_eq!(answer.evidence.canary.requests, 400);
+            assert_eq!(answer.evidence.baseline.requests, 600);
+
+            let by_span_attribute = question(
+                SpanSelector::from_json(
+                    "baseline",
+                    &json!({"attributes": {"app.track": "stable"}}),
+                )
+                .unwrap(),
+                SpanSelector::from_json("canary", &json!({"attributes": {"app.track": "canary"}}))
+                    .unwrap(),
+            );
+            let answer = analyze_canary(&tables, &by_span_attribute).await.unwrap();
+            assert_eq!(answer.checks, expected.checks);
+
+            let nobody = question(
+                SpanSelector::version("v1"),
+                SpanSelector::from_json("canary", &json!({"attributes": {"team": "books"}}))
+                    .unwrap(),
+            );
+            let answer = analyze_canary(&tables, &nobody).await.unwrap();
+            assert_eq!(answer.evidence.canary.requests, 0);
+            assert_eq!(answer.verdict, Outcome::Inconclusive);
+        }
+
+        #[tokio::test]
+        async fn stored_pod_stats_match_the_spans() {
+            let tables = tables(1000, one_canary_pod_fails_six_in_a_row);
+            let range = question(SpanSelector::version("v1"), SpanSelector::version("v2")).range;
+            let pods = load_pod_stats(&tables, range, Some("reviews"))
+                .await
+                .unwrap();
+            let names: Vec<&str> = pods.iter().map(|pod| pod.pod.as_str()).collect();
+            assert_eq!(names, PODS.map(|(pod, _, _)| pod));
+            let canary = &pods[3];
+            assert_eq!(
+                (
+                    canary.requests,
+                    canary.errors,
+                    canary.consecutive_errors_max
+                ),
+                (200, 6, 6)
+            );
+            assert_eq!(
+                (canary.version.as_str(), canary.workload.as_str()),
+                ("v2", "reviews")
+            );
+            let all = load_pod_stats(&tables, range, None).await.unwrap();
+            assert_eq!(all.len(), 6);
+        }
     }
 
     #[test]

@@ -17,6 +17,10 @@
 //! a real but negligible difference passes. Below `min_requests` per side a check is
 //! `inconclusive`.
 //!
+//! [`analyze_canary`] runs the judge over stored spans: it builds the inputs of one service
+//! with [`crate::canary_inputs`], adds a failing check for each canary pod the outlier
+//! detectors flag, and gathers evidence (exemplar traces, demarcation of the failing ones).
+//!
 //! [`kayenta_judge`] is a fixed-horizon Mann-Whitney comparator kept as a yardstick, and
 //! [`quality_report`] measures both on simulated traffic (and the outlier detectors of
 //! [`crate::outliers`] on simulated pods).
@@ -25,6 +29,7 @@ mod analysis;
 mod config;
 mod error;
 mod error_rate;
+mod evidence;
 mod judge;
 mod kayenta;
 mod latency;
@@ -32,17 +37,16 @@ pub(crate) mod math;
 mod quality;
 pub(crate) mod rank_sum;
 mod sample;
+mod scan;
 mod selector;
 pub(crate) mod simulation;
 mod verdict;
 
-pub use analysis::{
-    AnswerCheck, CanaryAnswer, CanaryQuestion, Evidence, OutlierCheck, RegressionStart,
-    SideEvidence, SidedOutlier, analyze_canary,
-};
+pub use analysis::{AnswerCheck, CanaryAnswer, CanaryQuestion, OutlierCheck, analyze_canary};
 pub use config::{BetaPrior, JudgeConfig};
 pub use error::JudgeError;
 pub use error_rate::{ErrorCounts, error_rate_log_e_value};
+pub use evidence::{Evidence, RegressionStart, SideEvidence, SidedOutlier};
 pub use judge::judge;
 pub use kayenta::{KayentaConfig, kayenta_judge};
 pub use latency::{LatencyEvidence, latency_evidence};
@@ -51,5 +55,6 @@ pub use quality::{
     SmallSampleQuality, quality_report,
 };
 pub use sample::{CheckInput, Sample};
+pub use scan::CanaryScan;
 pub use selector::{SelectorError, SpanSelector};
 pub use verdict::{CheckResult, Edge, Effect, Metric, Outcome, SideValues, Statistic, Verdict};
