@@ -32,4 +32,4 @@ pub use table::{TimeRange, span_session, spans_frame};
 pub use trace::TraceData;
 pub use trace_set::{TraceSelection, TraceSet, load_traces};
 pub use tree::CallTree;
-pub use views::{STATUS_ERROR, append_span_views, span_views};
+pub use views::{SPAN_VIEW_COLUMNS, STATUS_ERROR, append_span_views, span_views};

@@ -8,16 +8,14 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::Int8Type;
 use datafusion::prelude::{col, lit};
-use tracegate_storage::{Tables, col as column};
+use tracegate_storage::{Tables, col as column, fixed_binary_column, int8_column, int64_column};
 
 use crate::error::QueryError;
 use crate::span_view::SpanView;
 use crate::table::{TimeRange, span_session, spans_frame};
 use crate::tree::CallTree;
-use crate::views::{STATUS_ERROR, append_span_views};
+use crate::views::{SPAN_VIEW_COLUMNS, STATUS_ERROR, append_span_views};
 
 /// Which traces to load.
 #[derive(Debug, Clone)]
@@ -51,23 +49,6 @@ pub struct TraceSet {
     pub num_failing_in_range: usize,
 }
 
-const VIEW_COLUMNS: [&str; 14] = [
-    column::TRACE_ID,
-    column::SPAN_ID,
-    column::PARENT_SPAN_ID,
-    column::NAME,
-    column::KIND,
-    column::START,
-    column::END,
-    column::STATUS_CODE,
-    column::SERVICE,
-    column::NAMESPACE,
-    column::WORKLOAD,
-    column::VERSION,
-    column::POD,
-    column::PEER,
-];
-
 /// Loads and assembles the traces of `range` that `selection` picks.
 ///
 /// # Errors
@@ -85,7 +66,7 @@ pub async fn load_traces(
                 .gt_eq(lit(range.start_unix_nano))
                 .and(col(column::START).lt_eq(lit(range.end_unix_nano))),
         )?
-        .select_columns(&VIEW_COLUMNS)?
+        .select_columns(&SPAN_VIEW_COLUMNS)?
         .collect()
         .await?;
 
@@ -97,15 +78,9 @@ pub async fn load_traces(
     }
     let mut seen: HashMap<[u8; 16], Seen> = HashMap::new();
     for batch in &batches {
-        let ids = fixed(batch, column::TRACE_ID)?;
-        let status = batch
-            .column_by_name(column::STATUS_CODE)
-            .and_then(|c| c.as_primitive_opt::<Int8Type>())
-            .ok_or_else(|| QueryError::BadRequest("scan lacks status codes".to_string()))?;
-        let starts = batch
-            .column_by_name(column::START)
-            .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>())
-            .ok_or_else(|| QueryError::BadRequest("scan lacks start times".to_string()))?;
+        let ids = fixed_binary_column(batch, column::TRACE_ID)?;
+        let status = int8_column(batch, column::STATUS_CODE)?;
+        let starts = int64_column(batch, column::START)?;
         let services = tracegate_storage::DictStr::of(batch, column::SERVICE)?;
         for row in 0..batch.num_rows() {
             let Ok(id) = <[u8; 16]>::try_from(ids.value(row)) else {
@@ -170,14 +145,4 @@ pub async fn load_traces(
         num_traces_in_range,
         num_failing_in_range,
     })
-}
-
-fn fixed<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-) -> Result<&'a arrow::array::FixedSizeBinaryArray, QueryError> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_fixed_size_binary_opt())
-        .ok_or_else(|| QueryError::BadRequest(format!("scan lacks {name}")))
 }

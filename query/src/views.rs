@@ -1,13 +1,33 @@
 //! Decodes span batches into [`SpanView`] rows for the analyses.
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Int8Type, Int64Type};
-use tracegate_storage::{DictStr, StorageError, col};
+use arrow::array::{Array, RecordBatch};
+use tracegate_storage::{
+    DictStr, StorageError, col, fixed_binary_column, int8_column, int64_column,
+};
 
 use crate::span_view::{Placement, SpanKind, SpanView};
 
 /// OTLP `STATUS_CODE_ERROR`.
 pub const STATUS_ERROR: i8 = 2;
+
+/// The columns that [`append_span_views`] reads: project these in a scan whose rows
+/// become span views.
+pub const SPAN_VIEW_COLUMNS: [&str; 14] = [
+    col::TRACE_ID,
+    col::SPAN_ID,
+    col::PARENT_SPAN_ID,
+    col::NAME,
+    col::KIND,
+    col::START,
+    col::END,
+    col::STATUS_CODE,
+    col::SERVICE,
+    col::NAMESPACE,
+    col::WORKLOAD,
+    col::VERSION,
+    col::POD,
+    col::PEER,
+];
 
 /// Decodes every row of `batches`.
 ///
@@ -26,31 +46,13 @@ pub fn span_views(batches: &[RecordBatch]) -> Result<Vec<SpanView>, StorageError
 /// # Errors
 /// When the batch does not follow the span schema.
 pub fn append_span_views(batch: &RecordBatch, out: &mut Vec<SpanView>) -> Result<(), StorageError> {
-    let fixed = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_fixed_size_binary_opt())
-            .ok_or_else(|| StorageError::schema(name, "fixed-size binary"))
-    };
-    let int64 = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_primitive_opt::<Int64Type>())
-            .ok_or_else(|| StorageError::schema(name, "Int64"))
-    };
-    let int8 = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_primitive_opt::<Int8Type>())
-            .ok_or_else(|| StorageError::schema(name, "Int8"))
-    };
-    let trace_id = fixed(col::TRACE_ID)?;
-    let span_id = fixed(col::SPAN_ID)?;
-    let parent = fixed(col::PARENT_SPAN_ID)?;
-    let start = int64(col::START)?;
-    let end = int64(col::END)?;
-    let kind = int8(col::KIND)?;
-    let status = int8(col::STATUS_CODE)?;
+    let trace_id = fixed_binary_column(batch, col::TRACE_ID)?;
+    let span_id = fixed_binary_column(batch, col::SPAN_ID)?;
+    let parent = fixed_binary_column(batch, col::PARENT_SPAN_ID)?;
+    let start = int64_column(batch, col::START)?;
+    let end = int64_column(batch, col::END)?;
+    let kind = int8_column(batch, col::KIND)?;
+    let status = int8_column(batch, col::STATUS_CODE)?;
     let name = DictStr::of(batch, col::NAME)?;
     let service = DictStr::of(batch, col::SERVICE)?;
     let namespace = DictStr::of(batch, col::NAMESPACE)?;

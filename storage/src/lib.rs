@@ -14,6 +14,7 @@
 //! replays the WAL into the head, so a crash loses nothing that was acknowledged.
 
 mod columnarize;
+mod columns;
 mod error;
 mod head;
 mod lookup;
@@ -25,6 +26,7 @@ mod store;
 mod wal;
 
 pub use columnarize::{Columnarized, columnarize, without_spans};
+pub use columns::{fixed_binary_column, int8_column, int64_column};
 pub use error::StorageError;
 pub use head::{SealedHead, Tables};
 pub use lookup::find_trace;

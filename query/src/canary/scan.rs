@@ -27,7 +27,7 @@ use crate::error::QueryError;
 use crate::span_view::{SpanKind, SpanView};
 use crate::table::{TimeRange, span_session, spans_frame};
 use crate::tree::CallTree;
-use crate::views::append_span_views;
+use crate::views::{SPAN_VIEW_COLUMNS, append_span_views};
 
 /// How far beyond the window the scan reaches for the callers and callees of the window's
 /// spans, which may start a little before or after it.
@@ -35,24 +35,6 @@ const NEIGHBOUR_MARGIN_NANOS: i64 = 30_000_000_000;
 
 /// A span's identity within the scan.
 type SpanKey = ([u8; 16], [u8; 8]);
-
-/// The columns that [`append_span_views`] reads.
-const VIEW_COLUMNS: [&str; 14] = [
-    column::TRACE_ID,
-    column::SPAN_ID,
-    column::PARENT_SPAN_ID,
-    column::NAME,
-    column::KIND,
-    column::START,
-    column::END,
-    column::STATUS_CODE,
-    column::SERVICE,
-    column::NAMESPACE,
-    column::WORKLOAD,
-    column::VERSION,
-    column::POD,
-    column::PEER,
-];
 
 /// The stored spans around one service over a window, ready to become the judge's inputs
 /// (from small trees of the service's spans with their callers and callees) and, for
@@ -168,7 +150,7 @@ impl CanaryScan {
                 .and(col(column::START).lt_eq(lit(scan_range.end_unix_nano))),
         )?;
         if !needs_attributes {
-            frame = frame.select_columns(&VIEW_COLUMNS)?;
+            frame = frame.select_columns(&SPAN_VIEW_COLUMNS)?;
         }
         let batches = frame.collect().await?;
 

@@ -21,11 +21,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Int8Type, Int64Type};
+use arrow::array::{Array, RecordBatch};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tracegate_storage::{CommitObserver, DictStr, StorageError, col};
+use tracegate_storage::{
+    CommitObserver, DictStr, StorageError, col, fixed_binary_column, int8_column, int64_column,
+};
 
 use crate::graph::edge_stats::EdgeStats;
 use crate::graph::endpoint::{Endpoint, EndpointId, EndpointTable, USER_NODE};
@@ -410,31 +411,13 @@ impl Working {
     }
 
     fn ingest(&mut self, batch: &RecordBatch, now: i64) -> Result<(), StorageError> {
-        let fixed = |name: &str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_fixed_size_binary_opt())
-                .ok_or_else(|| StorageError::schema(name, "fixed-size binary"))
-        };
-        let trace_ids = fixed(col::TRACE_ID)?;
-        let span_ids = fixed(col::SPAN_ID)?;
-        let parents = fixed(col::PARENT_SPAN_ID)?;
-        let int64 = |name: &str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_primitive_opt::<Int64Type>())
-                .ok_or_else(|| StorageError::schema(name, "Int64"))
-        };
-        let starts = int64(col::START)?;
-        let ends = int64(col::END)?;
-        let int8 = |name: &str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_primitive_opt::<Int8Type>())
-                .ok_or_else(|| StorageError::schema(name, "Int8"))
-        };
-        let kinds = int8(col::KIND)?;
-        let statuses = int8(col::STATUS_CODE)?;
+        let trace_ids = fixed_binary_column(batch, col::TRACE_ID)?;
+        let span_ids = fixed_binary_column(batch, col::SPAN_ID)?;
+        let parents = fixed_binary_column(batch, col::PARENT_SPAN_ID)?;
+        let starts = int64_column(batch, col::START)?;
+        let ends = int64_column(batch, col::END)?;
+        let kinds = int8_column(batch, col::KIND)?;
+        let statuses = int8_column(batch, col::STATUS_CODE)?;
         let service = DictStr::of(batch, col::SERVICE)?;
         let namespace = DictStr::of(batch, col::NAMESPACE)?;
         let workload = DictStr::of(batch, col::WORKLOAD)?;
