@@ -13,10 +13,11 @@ use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::take_record_batch;
 use arrow::compute::{SortColumn, concat_batches, filter_record_batch, lexsort_to_indices};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, PageIndexPolicy};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
@@ -30,6 +31,8 @@ const MAX_END_KEY: &str = "tracegate.max_end_unix_nano";
 /// Rows per row group: small enough that a trace lookup reads little, large enough
 /// that per-group overhead stays negligible.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Rows per data page (at most; pages are cut at write-batch boundaries).
+const PAGE_ROWS: usize = 4096;
 
 /// The trace-id range of one row group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +51,7 @@ pub struct Segment {
     min_start_unix_nano: i64,
     max_end_unix_nano: i64,
     row_groups: Vec<RowGroupRange>,
+    trace_column: usize,
     metadata: ArrowReaderMetadata,
 }
 
@@ -78,6 +82,9 @@ impl Segment {
             ))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_statistics_enabled(EnabledStatistics::Page)
+            // Small pages, so that the page index narrows a trace lookup to a few
+            // thousand rows of each column rather than a whole row group.
+            .set_data_page_row_count_limit(PAGE_ROWS)
             .set_column_dictionary_enabled(ColumnPath::from(col::SPAN_ID), false)
             .set_column_dictionary_enabled(ColumnPath::from(col::PARENT_SPAN_ID), false)
             // Timestamps are unique per span: a dictionary attempt only adds a fallback
@@ -172,6 +179,7 @@ impl Segment {
             min_start_unix_nano: read_key(MIN_START_KEY).unwrap_or(i64::MIN),
             max_end_unix_nano: read_key(MAX_END_KEY).unwrap_or(i64::MAX),
             row_groups,
+            trace_column,
             metadata,
         })
     }
@@ -226,8 +234,9 @@ impl Segment {
         if row_groups.is_empty() {
             return Ok(Vec::new());
         }
+        let selection = self.pages_holding(&row_groups, trace_id);
         let mut out = Vec::new();
-        for batch in self.read(Some(row_groups))? {
+        for batch in self.read_selected(Some(row_groups), selection)? {
             let ids = batch
                 .column_by_name(col::TRACE_ID)
                 .and_then(|c| c.as_fixed_size_binary_opt())
@@ -242,11 +251,58 @@ impl Segment {
         Ok(out)
     }
 
+    /// The rows of `row_groups` (in that order) on pages whose trace-id range holds
+    /// `trace_id`, from the page index; `None` when the file has no page index.
+    fn pages_holding(&self, row_groups: &[usize], trace_id: &[u8]) -> Option<RowSelection> {
+        let parquet = self.metadata.metadata();
+        let column_index = parquet.column_index()?;
+        let offset_index = parquet.offset_index()?;
+        let mut ranges = Vec::new();
+        let mut first_row_of_group = 0usize;
+        for &rg in row_groups {
+            let num_rows = usize::try_from(parquet.row_group(rg).num_rows()).ok()?;
+            let ColumnIndexMetaData::FIXED_LEN_BYTE_ARRAY(index) =
+                column_index.get(rg)?.get(self.trace_column)?
+            else {
+                return None;
+            };
+            let pages = offset_index
+                .get(rg)?
+                .get(self.trace_column)?
+                .page_locations();
+            for (page, location) in pages.iter().enumerate() {
+                let (Some(min), Some(max)) = (index.min_value(page), index.max_value(page)) else {
+                    continue;
+                };
+                if min <= trace_id && trace_id <= max {
+                    let start = usize::try_from(location.first_row_index).ok()?;
+                    let end = pages.get(page + 1).map_or(Some(num_rows), |next| {
+                        usize::try_from(next.first_row_index).ok()
+                    })?;
+                    ranges.push(first_row_of_group + start..first_row_of_group + end);
+                }
+            }
+            first_row_of_group += num_rows;
+        }
+        Some(RowSelection::from_consecutive_ranges(
+            ranges.into_iter(),
+            first_row_of_group,
+        ))
+    }
+
     /// Reads whole row groups (all of them when `row_groups` is `None`).
     ///
     /// # Errors
     /// When the file cannot be read.
     pub fn read(&self, row_groups: Option<Vec<usize>>) -> Result<Vec<RecordBatch>, StorageError> {
+        self.read_selected(row_groups, None)
+    }
+
+    fn read_selected(
+        &self,
+        row_groups: Option<Vec<usize>>,
+        selection: Option<RowSelection>,
+    ) -> Result<Vec<RecordBatch>, StorageError> {
         let parquet_err = |source| StorageError::Parquet {
             path: self.path.clone(),
             source,
@@ -255,6 +311,9 @@ impl Segment {
         let mut builder =
             ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
                 .with_batch_size(64 * 1024);
+        if let Some(selection) = selection {
+            builder = builder.with_row_selection(selection);
+        }
         if let Some(row_groups) = row_groups {
             builder = builder.with_row_groups(row_groups);
         }
@@ -307,4 +366,87 @@ pub(crate) fn time_range(batch: &RecordBatch) -> (i64, i64) {
         min(col::START, false).unwrap_or(0),
         min(col::END, true).unwrap_or(0),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    use super::*;
+    use crate::columnarize::columnarize;
+
+    /// `num_traces` traces of 4 spans with pseudo-random ids, in one batch.
+    fn batch(num_traces: u64) -> RecordBatch {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut spans = Vec::new();
+        for _ in 0..num_traces {
+            let trace_id = [next().to_le_bytes(), next().to_le_bytes()].concat();
+            for i in 0..4u64 {
+                spans.push(Span {
+                    trace_id: trace_id.clone(),
+                    span_id: (next() | 1).to_le_bytes().to_vec(),
+                    name: format!("op{i}"),
+                    start_time_unix_nano: 1_700_000_000_000_000_000 + next() % 1_000_000_000,
+                    end_time_unix_nano: 1_700_000_001_000_000_000,
+                    ..Default::default()
+                });
+            }
+        }
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        columnarize(&request).batch.unwrap()
+    }
+
+    #[test]
+    fn trace_lookup_through_the_page_index_finds_every_span() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = batch(40_000);
+        let segment = Segment::write(dir.path(), 1, std::slice::from_ref(&input)).unwrap();
+        assert_eq!(segment.num_spans(), 160_000);
+        assert!(segment.row_groups.len() >= 2, "several row groups");
+
+        let ids = input
+            .column_by_name(col::TRACE_ID)
+            .unwrap()
+            .as_fixed_size_binary()
+            .clone();
+        for row in (0..ids.len()).step_by(7919) {
+            let id = ids.value(row);
+            let found: usize = segment
+                .read_trace(id)
+                .unwrap()
+                .iter()
+                .map(|b| b.num_rows())
+                .sum();
+            assert_eq!(found, 4, "trace at row {row}");
+            let groups: Vec<usize> = (0..segment.row_groups.len()).collect();
+            let selection = segment.pages_holding(&groups, id).expect("a page index");
+            assert!(
+                selection.row_count() <= 2 * PAGE_ROWS,
+                "{} rows",
+                selection.row_count()
+            );
+        }
+        assert!(
+            segment
+                .read_trace(&[0xab; 16])
+                .unwrap()
+                .iter()
+                .all(|b| b.num_rows() == 0)
+        );
+    }
 }
