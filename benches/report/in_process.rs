@@ -65,23 +65,74 @@ impl Bodies {
     }
 }
 
+/// Wall time and the CPU time of the whole process (every thread) over it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timed {
+    /// Wall-clock time.
+    pub(crate) wall: Duration,
+    /// User plus system CPU seconds of the process, at the kernel's tick resolution.
+    pub(crate) cpu_seconds: f64,
+}
+
+/// Starts measuring wall and process CPU time.
+pub(crate) struct Timer {
+    wall: Instant,
+    cpu_seconds: f64,
+}
+
+impl Timer {
+    pub(crate) fn start() -> Self {
+        Self {
+            wall: Instant::now(),
+            cpu_seconds: process_cpu_seconds(),
+        }
+    }
+
+    pub(crate) fn stop(&self) -> Timed {
+        Timed {
+            wall: self.wall.elapsed(),
+            cpu_seconds: process_cpu_seconds() - self.cpu_seconds,
+        }
+    }
+}
+
+/// User plus system CPU time of this process so far, from `/proc/self/stat` (0 where
+/// that file does not exist). Ticks are 1/100 s on Linux.
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Time for prost to decode every body once.
 ///
 /// # Errors
 /// When a body does not decode.
-pub(crate) fn decode_all(bodies: &Bodies) -> anyhow::Result<Duration> {
-    let started = Instant::now();
+pub(crate) fn decode_all(bodies: &Bodies) -> anyhow::Result<Timed> {
+    let started = Timer::start();
     for body in &bodies.bodies {
         let request = ExportTraceServiceRequest::decode(body.as_slice())?;
         black_box(request);
     }
-    Ok(started.elapsed())
+    Ok(started.stop())
 }
 
 /// What one in-process ingest run measured.
 pub(crate) struct IngestRun {
     /// Wall time from the first decode to the last acknowledgement.
-    pub(crate) elapsed: Duration,
+    pub(crate) elapsed: Timed,
     /// WAL syncs the store made.
     pub(crate) wal_syncs: u64,
 }
@@ -114,7 +165,7 @@ pub(crate) fn ingest_all(
         .build()?;
 
     let num_spans = bodies.num_spans;
-    let started = Instant::now();
+    let started = Timer::start();
     runtime.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
         for raw in bodies.bodies {
@@ -136,7 +187,7 @@ pub(crate) fn ingest_all(
         }
         anyhow::Ok(())
     })?;
-    let elapsed = started.elapsed();
+    let elapsed = started.stop();
 
     let committed = store.stats().spans_committed.load(Ordering::Relaxed);
     anyhow::ensure!(

@@ -242,13 +242,15 @@ fn run_worker(worker: &str, bodies_path: &Path) -> anyhow::Result<()> {
     let bodies = in_process::Bodies::load(bodies_path)?;
     let result = match worker {
         "decode" => {
-            let elapsed = in_process::decode_all(&bodies)?;
-            json!({ "seconds": elapsed.as_secs_f64(), "wal_syncs": 0 })
+            let timed = in_process::decode_all(&bodies)?;
+            json!({ "seconds": timed.wall.as_secs_f64(), "cpu_seconds": timed.cpu_seconds,
+                    "wal_syncs": 0 })
         }
         "ingest" => {
             let dir = tempfile::tempdir_in(bodies_path.parent().unwrap_or(Path::new(".")))?;
             let run = in_process::ingest_all(bodies, dir.path(), INGEST_IN_FLIGHT)?;
-            json!({ "seconds": run.elapsed.as_secs_f64(), "wal_syncs": run.wal_syncs })
+            json!({ "seconds": run.elapsed.wall.as_secs_f64(),
+                    "cpu_seconds": run.elapsed.cpu_seconds, "wal_syncs": run.wal_syncs })
         }
         other => bail!("unknown worker {other}"),
     };
@@ -256,9 +258,16 @@ fn run_worker(worker: &str, bodies_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What one worker measured.
+struct WorkerRun {
+    seconds: f64,
+    cpu_seconds: f64,
+    wal_syncs: u64,
+}
+
 /// Runs one in-process measurement in a child process: each starts with the same
 /// fresh heap, so neither side inherits the other's allocator state.
-fn worker(worker: &str, bodies_path: &Path) -> anyhow::Result<(f64, u64)> {
+fn worker(worker: &str, bodies_path: &Path) -> anyhow::Result<WorkerRun> {
     let output = Command::new(std::env::current_exe()?)
         .args(["--bench", "--worker", worker, "--bodies"])
         .arg(bodies_path)
@@ -270,12 +279,21 @@ fn worker(worker: &str, bodies_path: &Path) -> anyhow::Result<(f64, u64)> {
         );
     }
     let result: Value = serde_json::from_slice(&output.stdout)?;
-    Ok((
-        result["seconds"]
+    Ok(WorkerRun {
+        seconds: result["seconds"]
             .as_f64()
             .context("worker printed no seconds")?,
-        result["wal_syncs"].as_u64().unwrap_or(0),
-    ))
+        cpu_seconds: result["cpu_seconds"].as_f64().unwrap_or(f64::NAN),
+        wal_syncs: result["wal_syncs"].as_u64().unwrap_or(0),
+    })
+}
+
+/// The 1-minute load average: how busy the machine was, other programs included.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// Decode-only baseline and in-process ingest, alternating run by run, each run in a
@@ -298,24 +316,41 @@ fn in_process_part(
     drop(bodies);
 
     let (mut decode, mut ingest, mut syncs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut decode_cpu, mut ingest_cpu, mut loads) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..args.runs {
-        let (seconds, _) = worker("decode", &bodies_path)?;
-        decode.push(spans / seconds);
-        let (seconds, wal_syncs) = worker("ingest", &bodies_path)?;
-        ingest.push(spans / seconds);
-        syncs.push(wal_syncs as f64);
+        loads.push(load_average());
+        let decoded = worker("decode", &bodies_path)?;
+        decode.push(spans / decoded.seconds);
+        decode_cpu.push(spans / decoded.cpu_seconds);
+        let ingested = worker("ingest", &bodies_path)?;
+        ingest.push(spans / ingested.seconds);
+        ingest_cpu.push(spans / ingested.cpu_seconds);
+        syncs.push(ingested.wal_syncs as f64);
         progress(
             started,
             &format!(
-                "in process run {}/{}: decode {:.0} spans/s, ingest {:.0} spans/s, {} WAL syncs",
+                "in process run {}/{}: decode {:.0} spans/s, ingest {:.0} spans/s \
+                 ({:.0} per CPU second), {} WAL syncs, load average {:.1}",
                 run + 1,
                 args.runs,
                 decode[run],
                 ingest[run],
-                wal_syncs
+                ingest_cpu[run],
+                ingested.wal_syncs,
+                loads[run]
             ),
         );
     }
+    report.insert(
+        "decode_only_spans_per_cpu_s".into(),
+        json!(median(&decode_cpu)),
+    );
+    report.insert("ingest_spans_per_cpu_s".into(), json!(median(&ingest_cpu)));
+    report.insert(
+        "ingest_vs_decode_cpu".into(),
+        json!(median(&ingest_cpu) / median(&decode_cpu)),
+    );
+    report.insert("load_average_in_process".into(), json!(median(&loads)));
     let decode_median = median(&decode);
     let ingest_median = median(&ingest);
     report.insert("decode_only_spans_per_s".into(), json!(decode_median));
@@ -335,7 +370,9 @@ fn in_process_part(
     );
     report.insert(
         "samples_in_process".into(),
-        json!({ "decode_spans_per_s": decode, "ingest_spans_per_s": ingest, "wal_syncs": syncs }),
+        json!({ "decode_spans_per_s": decode, "ingest_spans_per_s": ingest, "wal_syncs": syncs,
+                "decode_spans_per_cpu_s": decode_cpu, "ingest_spans_per_cpu_s": ingest_cpu,
+                "load_average": loads }),
     );
     Ok(())
 }
@@ -365,6 +402,7 @@ fn e2e_part(
     ];
     let (mut rates, mut peaks, mut retries, mut failed) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut loads = Vec::new();
     for run in 0..args.runs {
         let dir = tempfile::tempdir_in(work)?;
         let log = work.join(format!("e2e-server-{run}.log"));
@@ -375,6 +413,7 @@ fn e2e_part(
             &log,
             Duration::from_secs(60),
         )?;
+        loads.push(load_average());
         let mut flags = load_flags.clone();
         flags.extend(["--seed".to_string(), (run + 1).to_string()]);
         let load = e2e::loadgen(binary, &server, &flags)?;
@@ -403,6 +442,7 @@ fn e2e_part(
     }
     let e2e = median(&rates);
     report.insert("e2e_spans_per_s".into(), json!(e2e));
+    report.insert("load_average_e2e".into(), json!(median(&loads)));
     if let Some(ingest) = report.get("ingest_spans_per_s").and_then(Value::as_f64) {
         report.insert("e2e_vs_ingest".into(), json!(e2e / ingest));
     }
@@ -492,6 +532,7 @@ fn query_part(
     started: Instant,
     report: &mut serde_json::Map<String, Value>,
 ) -> anyhow::Result<()> {
+    report.insert("load_average_queries".into(), json!(load_average()));
     let data_dir = work.join("query-data");
     progress(
         started,
@@ -519,6 +560,10 @@ fn query_part(
     report.insert(
         "otlp_bytes_per_span".into(),
         json!(set.otlp_bytes as f64 / spans),
+    );
+    report.insert(
+        "head_memory_bytes_per_span".into(),
+        json!(set.head_bytes as f64 / spans),
     );
     report.insert(
         "otlp_vs_parquet".into(),
@@ -574,6 +619,11 @@ fn query_part(
         "query_server_peak_rss_bytes".into(),
         json!(server.peak_rss_bytes()?),
     );
+    report.insert(
+        "graph_tentative_calls".into(),
+        graph["tentative_calls"].clone(),
+    );
+    report.insert("graph_unpaired".into(), graph["unpaired"].clone());
     server.stop(Duration::from_secs(600))?;
     progress(
         started,
@@ -793,13 +843,18 @@ fn judge(report: &serde_json::Map<String, Value>) -> Value {
 }
 
 fn print_table(report: &Value) {
-    let rows: [(&str, &str); 28] = [
+    let rows: [(&str, &str); 37] = [
         ("decode_only_spans_per_s", "spans/s"),
         ("ingest_spans_per_s", "spans/s"),
         ("ingest_vs_decode", "ratio"),
+        ("decode_only_spans_per_cpu_s", "spans/CPU s"),
+        ("ingest_spans_per_cpu_s", "spans/CPU s"),
+        ("ingest_vs_decode_cpu", "ratio"),
+        ("load_average_in_process", "1-min load"),
         ("ingest_spans_per_wal_sync", "spans"),
         ("e2e_spans_per_s", "spans/s"),
         ("e2e_vs_ingest", "ratio"),
+        ("load_average_e2e", "1-min load"),
         ("peak_rss_bytes", "bytes"),
         ("peak_rss_bytes_max", "bytes"),
         ("max_memory_bytes", "bytes"),
@@ -808,12 +863,15 @@ fn print_table(report: &Value) {
         ("freshness_trace_ms", "ms"),
         ("freshness_search_ms", "ms"),
         ("freshness_graph_ms", "ms"),
+        ("load_average_queries", "1-min load"),
         ("query_spans", "spans"),
         ("query_segments", "files"),
         ("bytes_per_span", "bytes"),
         ("otlp_bytes_per_span", "bytes"),
         ("otlp_vs_parquet", "ratio"),
+        ("head_memory_bytes_per_span", "bytes"),
         ("server_start_with_graph_rebuild_ms", "ms"),
+        ("query_build_s", "s"),
         ("query_server_peak_rss_bytes", "bytes"),
         ("trace_by_id_ms", "ms"),
         ("trace_by_id_jaeger_ms", "ms"),
@@ -822,6 +880,7 @@ fn print_table(report: &Value) {
         ("graph_ms", "ms"),
         ("graph_duckdb_ms", "ms"),
         ("graph_vs_duckdb", "ratio"),
+        ("graph_tentative_calls", "calls"),
     ];
     println!("\n{:<36} {:>16}  unit", "metric (median)", "value");
     println!("{}", "-".repeat(62));

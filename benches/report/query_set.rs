@@ -29,6 +29,9 @@ pub(crate) struct QuerySet {
     pub(crate) num_segments: usize,
     /// Trace ids to look up, with their span counts, spread over the data set.
     pub(crate) lookups: Vec<([u8; 16], usize)>,
+    /// Arrow memory of the columnarized requests (what the head holds), capacity
+    /// included.
+    pub(crate) head_bytes: u64,
     /// Time to generate and ingest everything, flush included.
     pub(crate) build_time: Duration,
 }
@@ -54,6 +57,7 @@ pub(crate) fn build(data_dir: &Path, num_spans: u64) -> anyhow::Result<QuerySet>
     let mut next_lookup = lookup_every / 2;
     let mut lookups = Vec::new();
     let mut otlp_bytes = 0u64;
+    let mut head_bytes = 0u64;
     let mut generated = 0u64;
     let mut next_progress = 1_000_000u64;
     runtime.block_on(async {
@@ -76,6 +80,7 @@ pub(crate) fn build(data_dir: &Path, num_spans: u64) -> anyhow::Result<QuerySet>
             let batch = columnarize(&request.request)
                 .batch
                 .context("the mesh makes valid spans")?;
+            head_bytes += batch.get_array_memory_size() as u64;
             while tasks.len() >= 16 {
                 if let Some(done) = tasks.join_next().await {
                     done??;
@@ -115,6 +120,7 @@ pub(crate) fn build(data_dir: &Path, num_spans: u64) -> anyhow::Result<QuerySet>
         otlp_bytes,
         parquet_bytes,
         num_segments: tables.segments.len(),
+        head_bytes,
         lookups,
         build_time: started.elapsed(),
     })

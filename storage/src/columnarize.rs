@@ -20,6 +20,17 @@ use prost::Message;
 use crate::mesh::{ResourceMesh, string_value, virtual_peer};
 use crate::schema::{INT_ATTRIBUTE_COLUMNS, STRING_ATTRIBUTE_COLUMNS, span_schema};
 
+/// Distinct values a per-resource or per-scope column starts with room for.
+const GROUP_VALUES: usize = 8;
+
+/// A string dictionary builder sized for `capacity` rows and a few distinct values.
+///
+/// The builders' default capacities (1024 values) cost about 0.6 KB per span in a small
+/// request's batch, and those batches stay in the head until it is sealed.
+fn dictionary(capacity: usize) -> StringDictionaryBuilder<Int32Type> {
+    StringDictionaryBuilder::with_capacity(capacity, 16, 256)
+}
+
 /// How many rejection messages a request keeps; the count is always exact.
 const MAX_REJECTION_MESSAGES: usize = 5;
 
@@ -79,7 +90,7 @@ impl GroupColumn<StringBuilder> {
     fn new_string(capacity: usize) -> Self {
         Self {
             keys: Int32Builder::with_capacity(capacity),
-            values: StringBuilder::new(),
+            values: StringBuilder::with_capacity(GROUP_VALUES, GROUP_VALUES * 16),
             num_values: 0,
             current: None,
         }
@@ -107,7 +118,7 @@ impl GroupColumn<BinaryBuilder> {
     fn new_binary(capacity: usize) -> Self {
         Self {
             keys: Int32Builder::with_capacity(capacity),
-            values: BinaryBuilder::new(),
+            values: BinaryBuilder::with_capacity(GROUP_VALUES, GROUP_VALUES * 256),
             num_values: 0,
             current: None,
         }
@@ -173,14 +184,14 @@ impl SpanColumns {
             trace_id: FixedSizeBinaryBuilder::with_capacity(capacity, 16),
             span_id: FixedSizeBinaryBuilder::with_capacity(capacity, 8),
             parent_span_id: FixedSizeBinaryBuilder::with_capacity(capacity, 8),
-            trace_state: StringBuilder::new(),
+            trace_state: StringBuilder::with_capacity(capacity, 0),
             flags: UInt32Builder::with_capacity(capacity),
-            name: StringDictionaryBuilder::new(),
+            name: dictionary(capacity),
             kind: Int8Builder::with_capacity(capacity),
             start: Int64Builder::with_capacity(capacity),
             end: Int64Builder::with_capacity(capacity),
             status_code: Int8Builder::with_capacity(capacity),
-            status_message: StringBuilder::new(),
+            status_message: StringBuilder::with_capacity(capacity, 0),
             service: GroupColumn::new_string(capacity),
             namespace: GroupColumn::new_string(capacity),
             workload: GroupColumn::new_string(capacity),
@@ -189,14 +200,14 @@ impl SpanColumns {
             version: GroupColumn::new_string(capacity),
             string_attributes: STRING_ATTRIBUTE_COLUMNS
                 .iter()
-                .map(|_| StringDictionaryBuilder::new())
+                .map(|_| dictionary(capacity))
                 .collect(),
             int_attributes: INT_ATTRIBUTE_COLUMNS
                 .iter()
                 .map(|_| Int32Builder::with_capacity(capacity))
                 .collect(),
-            peer: StringDictionaryBuilder::new(),
-            extra_proto: BinaryBuilder::new(),
+            peer: dictionary(capacity),
+            extra_proto: BinaryBuilder::with_capacity(capacity, 0),
             dropped_attributes: UInt32Builder::with_capacity(capacity),
             dropped_events: UInt32Builder::with_capacity(capacity),
             dropped_links: UInt32Builder::with_capacity(capacity),
