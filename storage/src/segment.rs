@@ -31,6 +31,10 @@ const MAX_END_KEY: &str = "tracegate.max_end_unix_nano";
 /// Rows per row group: small enough that a trace lookup reads little, large enough
 /// that per-group overhead stays negligible.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// False-positive rate of the trace-id bloom filters.
+const BLOOM_FPP: f64 = 0.05;
+/// Distinct trace ids a row group's bloom filter is sized for (a trace has a few spans).
+const BLOOM_NDV: u64 = (ROW_GROUP_ROWS / 4) as u64;
 /// Rows per data page (at most; pages are cut at write-batch boundaries).
 const PAGE_ROWS: usize = 4096;
 
@@ -85,6 +89,11 @@ impl Segment {
             // Small pages, so that the page index narrows a trace lookup to a few
             // thousand rows of each column rather than a whole row group.
             .set_data_page_row_count_limit(PAGE_ROWS)
+            // Trace ids are random, so every segment's row groups span the whole id
+            // range; a bloom filter lets a lookup skip the segments without the trace.
+            .set_column_bloom_filter_enabled(ColumnPath::from(col::TRACE_ID), true)
+            .set_column_bloom_filter_fpp(ColumnPath::from(col::TRACE_ID), BLOOM_FPP)
+            .set_column_bloom_filter_max_ndv(ColumnPath::from(col::TRACE_ID), BLOOM_NDV)
             .set_column_dictionary_enabled(ColumnPath::from(col::SPAN_ID), false)
             .set_column_dictionary_enabled(ColumnPath::from(col::PARENT_SPAN_ID), false)
             // Timestamps are unique per span: a dictionary attempt only adds a fallback
@@ -231,6 +240,7 @@ impl Segment {
             .filter(|(_, rg)| rg.min.as_slice() <= trace_id && trace_id <= rg.max.as_slice())
             .map(|(i, _)| i)
             .collect();
+        let row_groups = self.bloom_may_hold(row_groups, trace_id)?;
         if row_groups.is_empty() {
             return Ok(Vec::new());
         }
@@ -249,6 +259,34 @@ impl Segment {
             }
         }
         Ok(out)
+    }
+
+    /// The row groups whose trace-id bloom filter may hold `trace_id` (all of them when
+    /// the file has no bloom filter).
+    fn bloom_may_hold(
+        &self,
+        row_groups: Vec<usize>,
+        trace_id: &[u8],
+    ) -> Result<Vec<usize>, StorageError> {
+        if row_groups.is_empty() {
+            return Ok(row_groups);
+        }
+        let file = File::open(&self.path).map_err(|e| StorageError::io("open", &self.path, e))?;
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone());
+        let mut kept = Vec::with_capacity(row_groups.len());
+        for rg in row_groups {
+            let bloom = reader
+                .get_row_group_column_bloom_filter(rg, self.trace_column)
+                .map_err(|source| StorageError::Parquet {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            if bloom.is_none_or(|bloom| bloom.check(trace_id)) {
+                kept.push(rg);
+            }
+        }
+        Ok(kept)
     }
 
     /// The rows of `row_groups` (in that order) on pages whose trace-id range holds
