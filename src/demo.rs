@@ -70,9 +70,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let _ = ready_tx.send(addrs);
     }));
 
-    let addrs = ready_rx
-        .await
-        .context("the server stopped before it was ready")?;
+    let Ok(addrs) = ready_rx.await else {
+        // The server ended before it was ready: its own error says why (a port in use...).
+        server.await.context("server task failed")??;
+        anyhow::bail!("the server stopped before it was ready");
+    };
     let base = format!("http://{}", addrs.http);
     println!(
         "tracegate demo is running (data in {}, deleted on exit)",

@@ -68,6 +68,19 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("failed to create data dir {}", config.data_dir.display()))?;
 
+    // One server per data directory: a second one would replay and delete the WAL the
+    // first is still appending to. The lock lasts as long as this function runs.
+    let lock_path = config.data_dir.join("LOCK");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("failed to create {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        anyhow::bail!(
+            "data dir {} is in use by another tracegate process (locked {})",
+            config.data_dir.display(),
+            lock_path.display()
+        );
+    }
+
     // Bind everything first, so that ports.json and /ready tell the truth early.
     let http = bind(config.http_addr, "HTTP API")?;
     let otlp_grpc = bind(config.otlp_grpc_addr, "OTLP/gRPC")?;
@@ -159,6 +172,7 @@ pub async fn run(
         elapsed_ms = flushing.elapsed().as_millis() as u64,
         "head flushed; stopped"
     );
+    drop(lock);
     Ok(())
 }
 

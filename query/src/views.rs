@@ -7,6 +7,11 @@ use tracegate_storage::{
 
 use crate::span_view::{Placement, SpanKind, SpanView};
 
+/// The latest time the analyses work with (about the year 2255): stored times stay
+/// exactly as sent, but a span ending at `u64::MAX` must not overflow clock-skew shifts
+/// and durations in trees, demarcation and the judge.
+const MAX_TIME_UNIX_NANO: i64 = i64::MAX / 2;
+
 /// OTLP `STATUS_CODE_ERROR`.
 pub const STATUS_ERROR: i8 = 2;
 
@@ -70,8 +75,11 @@ pub fn append_span_views(batch: &RecordBatch, out: &mut Vec<SpanView>) -> Result
                 .then(|| parent.value(row).try_into().unwrap_or_default()),
             name: name.get(row).unwrap_or_default().to_string(),
             kind: SpanKind::from_otlp(i32::from(kind.value(row))),
-            start_unix_nano: start.value(row),
-            end_unix_nano: end.value(row),
+            start_unix_nano: start.value(row).clamp(0, MAX_TIME_UNIX_NANO),
+            end_unix_nano: end.value(row).clamp(
+                start.value(row).clamp(0, MAX_TIME_UNIX_NANO),
+                MAX_TIME_UNIX_NANO,
+            ),
             error: status.value(row) == STATUS_ERROR,
             placement: Placement {
                 service: service

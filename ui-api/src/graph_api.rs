@@ -78,7 +78,7 @@ pub(crate) async fn demarcation(
     Query(params): Query<DemarcationParams>,
 ) -> Result<Json<Value>, ApiError> {
     let range = native_range(params.start.as_deref(), params.end.as_deref())?;
-    let length = range.end_unix_nano - range.start_unix_nano;
+    let length = range.end_unix_nano.saturating_sub(range.start_unix_nano);
     let before = TimeRange {
         start_unix_nano: range.start_unix_nano.saturating_sub(length),
         end_unix_nano: range.start_unix_nano.saturating_sub(1),

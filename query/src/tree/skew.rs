@@ -58,8 +58,8 @@ impl Draft {
             warnings.push(warning);
         }
         for index in 0..self.spans.len() {
-            self.start[index] += self.shift[index];
-            self.end[index] += self.shift[index];
+            self.start[index] = self.start[index].saturating_add(self.shift[index]);
+            self.end[index] = self.end[index].saturating_add(self.shift[index]);
         }
     }
 }

@@ -181,9 +181,10 @@ fn trace_query(pairs: &[(String, String)]) -> Result<TraceQuery, ApiError> {
     let start = match (param(pairs, "start"), param(pairs, "lookback")) {
         (Some(text), _) => parse_time("start", text)?,
         (None, Some(lookback)) if lookback != "custom" => {
-            end - parse_duration("lookback", lookback)?.as_nanos() as i64
+            let lookback = parse_duration("lookback", lookback)?.as_nanos();
+            end.saturating_sub(i64::try_from(lookback).unwrap_or(i64::MAX))
         }
-        _ => end - DEFAULT_LOOKBACK_NANOS,
+        _ => end.saturating_sub(DEFAULT_LOOKBACK_NANOS),
     };
     query.range = Some(TimeRange {
         start_unix_nano: start,
