@@ -49,7 +49,7 @@ fn spans_with_extreme_times_do_not_break_trees_or_analyses() {
         "/api/v1/demarcation".to_string(),
         "/api/v1/graph".to_string(),
         "/api/v1/outliers".to_string(),
-        format!("/api/traces?service=orders&lookback=3000000h"),
+        "/api/traces?service=orders&lookback=3000000h".to_string(),
         format!(
             "/api/v1/demarcation?start={}&end={}",
             i64::MIN + 1,
