@@ -94,3 +94,82 @@ fn a_second_server_on_the_same_data_dir_is_refused() {
         "the first server keeps serving"
     );
 }
+
+/// Sends bytes as they are: a client codec for requests that are not valid protobuf.
+#[derive(Default)]
+struct RawBytesCodec;
+
+struct RawBytes;
+
+impl tonic::codec::Codec for RawBytesCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let len = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, len).to_vec()))
+    }
+}
+
+#[test]
+fn garbage_over_grpc_is_invalid_argument_and_the_server_keeps_serving() {
+    let server = TestServer::start();
+    let addr = server.otlp_grpc_addr();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = tonic::client::Grpc::new(channel);
+        client.ready().await.unwrap();
+        let path = http::uri::PathAndQuery::from_static(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        );
+        let garbage = vec![0xff, 0xff, 0xff, 0x07, 0x12, 0x99];
+        client
+            .unary(tonic::Request::new(garbage), path, RawBytesCodec)
+            .await
+            .expect_err("garbage is refused")
+    });
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("protobuf"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(get(&server.url("/health")).status, 200);
+}

@@ -17,6 +17,6 @@ mod ingest;
 pub mod otlp_json;
 
 pub use error::{ErrorKind, IngestError};
-pub use grpc::grpc_service;
+pub use grpc::{GrpcTraceService, grpc_service};
 pub use http::http_router;
 pub use ingest::{IngestStats, Ingestor, RequestLatencies};
