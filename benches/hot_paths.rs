@@ -153,7 +153,7 @@ fn tree_assembly(c: &mut Criterion) {
     let target_spans = if benchmarking() { 10_000 } else { 1_000 };
     // Mesh traces until the target is reached, all moved into one trace whose first
     // root is the parent of every other root: a wide, realistic 10k-span call tree.
-    let batches: Vec<RecordBatch> = mesh_requests(4, target_spans / 13 + TRACES_PER_REQUEST)
+    let batches: Vec<RecordBatch> = mesh_requests(4, target_spans / 8 + TRACES_PER_REQUEST)
         .iter()
         .filter_map(|r| columnarize(r).batch)
         .collect();
