@@ -30,8 +30,12 @@ pub struct DemoArgs {
     #[arg(long, value_enum, default_value_t = Scenario::CanaryRegression)]
     pub scenario: Scenario,
     /// Stop by itself after this long (e.g. 10m); runs until Ctrl-C when absent.
-    #[arg(long, value_parser = |t: &str| tracegate_ui_api::parse_duration("duration", t).map_err(|e| e.message))]
+    #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    tracegate_ui_api::parse_duration("duration", text).map_err(|e| e.message)
 }
 
 /// Runs the demo until Ctrl-C (or `--duration`).
@@ -93,7 +97,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  demarcation:         {base}/api/v1/demarcation");
     println!("  outliers:            {base}/api/v1/outliers");
     println!(
-        "  canary verdict:      {base}/api/v1/canary/verdict?service=reviews&baseline_version=v1&canary_version=v2&window=5m"
+        "  canary verdict:      {base}/api/v1/canary/verdict?service=reviews\
+         &baseline_version=v1&canary_version=v2&window=5m"
     );
     println!("  metrics:             {base}/metrics");
     println!("  OpenAPI:             {base}/api/openapi.yaml");

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use prost::Message;
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -184,7 +186,8 @@ impl Sender {
                 .await;
                 match result {
                     Ok(Ok((200, body))) => {
-                        let response = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(body.as_slice()).unwrap_or_default();
+                        let response =
+                            ExportTraceServiceResponse::decode(body.as_slice()).unwrap_or_default();
                         Outcome::Accepted {
                             rejected: response
                                 .partial_success

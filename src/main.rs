@@ -28,7 +28,8 @@ fn main() -> anyhow::Result<()> {
                 } else {
                     println!(
                         "sent {} traces ({} spans) in {:.1}s: {} spans acknowledged ({:.0}/s), \
-                         {} rejected, {} failed requests, {} retries, request p50 {:.1} ms p99 {:.1} ms",
+                         {} rejected, {} failed requests, {} retries, \
+                         request p50 {:.1} ms p99 {:.1} ms",
                         report.traces,
                         report.spans,
                         report.elapsed_seconds,

@@ -29,7 +29,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for a store, its ingestor and the graph fed by the store; not ready until [`AppState::set_ready`].
+    /// State for a store, its ingestor and the graph fed by the store; not ready until
+    /// [`AppState::set_ready`].
     pub fn new(store: Store, ingestor: Ingestor, graph: Arc<LiveGraph>) -> Self {
         Self {
             store,

@@ -129,7 +129,10 @@ pub(crate) fn evidence(
     outliers: Vec<SidedOutlier>,
 ) -> Result<Evidence, QueryError> {
     // The judge's checks come two per input: error rate, then latency.
-    let failed = |index: usize| matches!(checks.get(index), Some(AnswerCheck::Judge(check)) if check.result == Outcome::Fail);
+    let failed = |index: usize| {
+        let check = checks.get(index);
+        matches!(check, Some(AnswerCheck::Judge(c)) if c.result == Outcome::Fail)
+    };
     let error_failures: Vec<usize> = (0..inputs.inputs.len())
         .filter(|&i| failed(2 * i))
         .collect();
