@@ -209,19 +209,7 @@ pub async fn analyze_canary(
 /// The verdict rule of [`crate::canary::Verdict::from_checks`], over every check.
 fn outcome_and_score(checks: &[AnswerCheck]) -> (Outcome, u8) {
     let count = |outcome| checks.iter().filter(|c| c.result() == outcome).count();
-    let (passed, failed) = (count(Outcome::Pass), count(Outcome::Fail));
-    let outcome = if failed > 0 {
-        Outcome::Fail
-    } else if passed > 0 {
-        Outcome::Pass
-    } else {
-        Outcome::Inconclusive
-    };
-    let conclusive = passed + failed;
-    let score = (100 * passed + conclusive / 2)
-        .checked_div(conclusive)
-        .unwrap_or(0);
-    (outcome, score as u8)
+    crate::canary::verdict::verdict_rule(count(Outcome::Pass), count(Outcome::Fail))
 }
 
 fn reason(outcome: Outcome, checks: &[AnswerCheck], service: &str) -> String {

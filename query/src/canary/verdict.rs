@@ -129,22 +129,10 @@ impl Verdict {
                 .filter(|check| check.result == outcome)
                 .count()
         };
-        let (passed, failed) = (count(Outcome::Pass), count(Outcome::Fail));
-        let verdict = if failed > 0 {
-            Outcome::Fail
-        } else if passed > 0 {
-            Outcome::Pass
-        } else {
-            Outcome::Inconclusive
-        };
-        let conclusive = passed + failed;
-        // Rounded to the nearest integer; no conclusive check scores 0.
-        let score = (100 * passed + conclusive / 2)
-            .checked_div(conclusive)
-            .unwrap_or(0);
+        let (verdict, score) = verdict_rule(count(Outcome::Pass), count(Outcome::Fail));
         Self {
             verdict,
-            score: score as u8,
+            score,
             checks,
         }
     }
@@ -215,4 +203,22 @@ mod tests {
         assert_eq!(json["checks"][0]["baseline"]["errors"], 5);
         assert!(json["checks"][0]["baseline"].get("p99_ms").is_none());
     }
+}
+
+/// The verdict rule over counts of passed and failed checks: any failure fails, else any
+/// pass passes, else inconclusive; the score is the share of conclusive checks that
+/// passed, rounded to the nearest integer (0 with no conclusive check).
+pub(crate) fn verdict_rule(passed: usize, failed: usize) -> (Outcome, u8) {
+    let verdict = if failed > 0 {
+        Outcome::Fail
+    } else if passed > 0 {
+        Outcome::Pass
+    } else {
+        Outcome::Inconclusive
+    };
+    let conclusive = passed + failed;
+    let score = (100 * passed + conclusive / 2)
+        .checked_div(conclusive)
+        .unwrap_or(0);
+    (verdict, u8::try_from(score).unwrap_or(100))
 }
