@@ -191,10 +191,11 @@ fn a_regressed_canary_fails_with_evidence_naming_it() {
     assert_eq!(incoming[0]["result"], "fail", "{:#}", incoming[0]);
     let canary_rate = incoming[0]["canary"]["error_rate"].as_f64().unwrap();
     let baseline_rate = incoming[0]["baseline"]["error_rate"].as_f64().unwrap();
-    eprintln!(
-        "frontend->reviews error rate: canary {:.2}% vs baseline {:.2}%",
-        100.0 * canary_rate,
-        100.0 * baseline_rate
+    eprintln!("frontend->reviews error rate: {}", incoming[0]["reason"]);
+    assert_eq!(
+        incoming[0]["statistic"]["method"], "blockwise_exact_and_totals_mixture",
+        "the paired calls carry their outcomes: {:#}",
+        incoming[0]
     );
     assert!(
         canary_rate > 0.04 && baseline_rate < 0.02,

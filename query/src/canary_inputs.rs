@@ -27,14 +27,16 @@
 //! the canary, and so do the incoming calls that fail because of it, and the judge, which
 //! asks whether the canary is *worse than its baseline*, finds nothing.
 //!
-//! **Order.** Each side's calls are sorted by start time. Error counts use every call. For
-//! latency, the side with more traffic is thinned to the other's pace: each call of the
-//! sparser side is paired with the last call of the denser side that started at or before
-//! it. The latency test compares block `j` of one side with block `j` of the other, so
-//! without pairing a canary at 20% of the traffic would have its latencies compared with
-//! the baseline's *oldest* ones; paired, the blocks are contemporaneous. Which calls are
-//! kept depends on start times only, never on latencies, so the test's guarantee is
-//! untouched, and a growing window only appends pairs.
+//! **Order.** Each side's calls are sorted by start time. The totals (`errors`, `requests`)
+//! count every call. For the block tests (latency, and errors call by call), the side with
+//! more traffic is thinned to the other's pace: each call of the sparser side is paired with
+//! the last call of the denser side that started at or before it, and the sample keeps the
+//! latency and outcome of each paired call. The block tests compare block `j` of one side
+//! with block `j` of the other, so without pairing a canary at 20% of the traffic would have
+//! its calls compared with the baseline's *oldest* ones; paired, the blocks are
+//! contemporaneous. Which calls are kept depends on start times only, never on latencies
+//! or outcomes, so the tests' guarantees are untouched, and a growing window only appends
+//! pairs.
 //!
 //! [`crate::canary::CanaryScan`] reads the spans these trees are built from out of the
 //! store.
@@ -217,7 +219,7 @@ pub fn canary_inputs(
                 (a.start_unix_nano, a.trace_id).cmp(&(b.start_unix_nano, b.trace_id))
             });
         }
-        let (baseline_ms, canary_ms) = pair_in_time(&baseline, &canary);
+        let (baseline_paired, canary_paired) = pair_in_time(&baseline, &canary);
         traces.push(CheckTraces {
             direction,
             failing_canary: failing_traces(&canary),
@@ -227,8 +229,8 @@ pub fn canary_inputs(
             edge_source: source,
             edge_target: target,
             operation,
-            baseline: sample(&baseline, baseline_ms),
-            canary: sample(&canary, canary_ms),
+            baseline: sample(&baseline, &baseline_paired),
+            canary: sample(&canary, &canary_paired),
         });
     }
     let [baseline, canary] = sides;
@@ -317,19 +319,26 @@ fn summarize(side: &mut SideSummary, span: &SpanView, direction: Direction, call
     }
 }
 
-fn sample(calls: &[TimedCall], latencies_ms: Vec<f64>) -> Sample {
+/// A side's sample: totals over every call, latencies and outcomes of the paired calls.
+fn sample(calls: &[TimedCall], paired: &[usize]) -> Sample {
     Sample {
-        latencies_ms,
+        latencies_ms: paired
+            .iter()
+            .map(|&index| calls[index].latency_ms)
+            .collect(),
+        failed: paired.iter().map(|&index| calls[index].error).collect(),
         errors: calls.iter().filter(|call| call.error).count() as u64,
         requests: calls.len() as u64,
     }
 }
 
-/// Latencies of both sides, the denser side thinned to the sparser side's pace (see the
-/// module docs). Both inputs are sorted by start time; the outputs have equal lengths.
-fn pair_in_time(baseline: &[TimedCall], canary: &[TimedCall]) -> (Vec<f64>, Vec<f64>) {
+/// Positions of the calls kept on each side, the denser side thinned to the sparser side's
+/// pace (see the module docs). Both inputs are sorted by start time; the outputs have equal
+/// lengths.
+fn pair_in_time(baseline: &[TimedCall], canary: &[TimedCall]) -> (Vec<usize>, Vec<usize>) {
     let pairs = baseline.len().min(canary.len());
-    let (mut baseline_ms, mut canary_ms) = (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
+    let (mut baseline_kept, mut canary_kept) =
+        (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
     let (mut b, mut c) = (0, 0);
     let last_at_or_before = |calls: &[TimedCall], from: usize, time: i64| {
         let mut index = from;
@@ -344,12 +353,12 @@ fn pair_in_time(baseline: &[TimedCall], canary: &[TimedCall]) -> (Vec<f64>, Vec<
         } else {
             c = last_at_or_before(canary, c, baseline[b].start_unix_nano);
         }
-        baseline_ms.push(baseline[b].latency_ms);
-        canary_ms.push(canary[c].latency_ms);
+        baseline_kept.push(b);
+        canary_kept.push(c);
         b += 1;
         c += 1;
     }
-    (baseline_ms, canary_ms)
+    (baseline_kept, canary_kept)
 }
 
 fn failing_traces(calls: &[TimedCall]) -> Vec<[u8; 16]> {
@@ -824,14 +833,17 @@ mod tests {
         // that started last before it, not the baseline's oldest calls.
         let baseline = calls(&(0..12).map(|t| (t, t as f64)).collect::<Vec<_>>());
         let canary = calls(&[(3, 100.0), (7, 101.0), (11, 102.0)]);
-        let (baseline_ms, canary_ms) = pair_in_time(&baseline, &canary);
-        assert_eq!(baseline_ms, vec![3.0, 7.0, 11.0]);
-        assert_eq!(canary_ms, vec![100.0, 101.0, 102.0]);
+        let (baseline_kept, canary_kept) = pair_in_time(&baseline, &canary);
+        assert_eq!(baseline_kept, vec![3, 7, 11]);
+        assert_eq!(canary_kept, vec![0, 1, 2]);
+        let thinned = sample(&baseline, &baseline_kept);
+        assert_eq!(thinned.latencies_ms, vec![3.0, 7.0, 11.0]);
+        assert_eq!((thinned.failed.len(), thinned.requests), (3, 12));
 
         // Symmetric when the canary is the denser side.
-        let (baseline_ms, canary_ms) = pair_in_time(&canary, &baseline);
-        assert_eq!(baseline_ms, vec![100.0, 101.0, 102.0]);
-        assert_eq!(canary_ms, vec![3.0, 7.0, 11.0]);
+        let (baseline_kept, canary_kept) = pair_in_time(&canary, &baseline);
+        assert_eq!(baseline_kept, vec![0, 1, 2]);
+        assert_eq!(canary_kept, vec![3, 7, 11]);
     }
 
     #[test]

@@ -39,4 +39,18 @@ pub enum JudgeError {
         /// The value given.
         value: f64,
     },
+    /// Per-call outcomes are given, but not one per latency.
+    #[error(
+        "invalid {side} sample for check {check}: {outcomes} call outcomes for {latencies} latencies"
+    )]
+    OutcomesMisaligned {
+        /// The check, as `source->target operation`.
+        check: String,
+        /// `baseline` or `canary`.
+        side: &'static str,
+        /// Outcomes given.
+        outcomes: usize,
+        /// Latencies given.
+        latencies: usize,
+    },
 }

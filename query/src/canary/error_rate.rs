@@ -1,13 +1,31 @@
 //! The error-rate check: is the canary's error rate above the baseline's, with evidence
 //! that stays valid however often a controller asks?
 //!
-//! # Method
+//! # Method, with per-call outcomes (the usual case)
 //!
-//! Within each side, calls are taken to fail independently with a rate that does not change
-//! over the window (`p_b` for the baseline, `p_c` for the canary). The null hypothesis is
-//! `p_c <= p_b`: the canary is no worse.
+//! When both samples carry `failed`, the outcomes of contemporaneous calls in arrival order
+//! (see `canary_inputs`), they are cut into consecutive blocks of `k` calls per side
+//! (`error_block_size`). In each block, given that `T` of its `2k` calls failed, the number
+//! `C` of failures that are the canary's is hypergeometric when both sides fail alike, and
+//! stochastically smaller when the canary fails less. Each block bets
+//! `ψ^C / E0[ψ^C | T]` for every odds ratio `ψ` of `error_odds_ratios` (see
+//! `hypergeometric`); the e-value is the average over `ψ` of the product of the bets.
 //!
-//! The evidence against it is the e-value
+//! Pairing thins the busier side, so this e-value is averaged with the totals e-value
+//! below, which sees every call: an average of e-values is an e-value, within a factor 2 of
+//! the better one. On balanced traffic the block test dominates; with a canary at a fifth
+//! of the traffic the totals often do.
+//!
+//! The block test is the sequential form of Fisher's exact test. Conditioning on the
+//! failures of each block costs almost nothing when failures are rare (a block with one
+//! failure asks exactly "whose was it?"), and no nuisance rate has to be paid for. On the
+//! quality simulations, 1% against 5% at 1,000 calls per side is caught in 98% of runs by
+//! the block test alone, 84% by the totals alone, and 97% by their average.
+//!
+//! # Method, with totals
+//!
+//! Over every call's totals (and alone when there are no per-call outcomes), the
+//! evidence is the e-value
 //!
 //! ```text
 //!          ∫∫ L(p_b, p_c) dπ(p_b) dπ(p_c)        (Beta mixture over both rates)
@@ -16,33 +34,32 @@
 //! ```
 //!
 //! where `L` is the Bernoulli likelihood of all calls seen so far. With independent Beta
-//! priors both parts are closed-form functions of the four counts, so the order of the calls
-//! does not matter.
+//! priors both parts are closed-form functions of the four counts.
 //!
-//! # Why it stays valid under continuous monitoring
+//! # Why both stay valid under continuous monitoring
 //!
-//! Let `θ0` be the true pair of rates, any pair in the null. The numerator divided by
-//! `L(θ0)` is a likelihood ratio of a mixture against `θ0`, hence a nonnegative martingale
-//! with mean 1 as calls arrive, in whatever interleaving of baseline and canary calls (as
-//! long as the routing of a call does not depend on its outcome). The denominator
-//! maximises over the null, so it is at least `L(θ0)`: `E_n` never exceeds that martingale.
-//! By Ville's inequality, the chance that the martingale *ever* reaches `1/α` is at most `α`,
-//! so the chance that `E_n` ever does, at any look, is at most `α` too. This is the
-//! sequential form of universal inference (Wasserman, Ramdas and Balakrishnan, 2020). It
-//! needs no normal approximation and holds at a handful of errors.
+//! Block test: given everything before a block, each bet has expectation at most 1 when
+//! the canary fails no more than its baseline, so the product over blocks is a nonnegative
+//! supermartingale from 1, and so is the average over `ψ`. By Ville's inequality the chance
+//! that it *ever* reaches `1/α` is at most `α`. A look uses the complete blocks it has. The
+//! failure rate may drift over the window, as long as it drifts for both sides alike: only
+//! calls at the same position, which started at about the same time, are compared.
 //!
-//! The price of the supremum in the denominator is power: roughly `ln(n)` nats of evidence
-//! go to paying for the unknown rates. On simulated traffic, 1% against 5% errors is caught
-//! in about 85% of comparisons at 1,000 calls per side and in nearly all at 2,000 (see
-//! `quality`). The Beta prior only moves power, never the guarantee.
+//! Totals test: let `θ0` be the true pair of rates, any pair in the null. The numerator
+//! divided by `L(θ0)` is a likelihood ratio of a mixture against `θ0`, hence a nonnegative
+//! martingale with mean 1 as calls arrive. The denominator maximises over the null, so it is
+//! at least `L(θ0)`: `E_n` never exceeds that martingale, and Ville's inequality applies
+//! again (the sequential form of universal inference; Wasserman, Ramdas and Balakrishnan,
+//! 2020). The price of the supremum is power: roughly `ln(n)` nats of evidence go to paying
+//! for the unknown rates. It assumes a rate constant over the window.
 //!
 //! # Assumptions
 //!
-//! Calls of one side fail independently at a rate that is constant over the window, and
-//! both sides cover the same window. A rate that drifts within the window is outside what
-//! is proven here.
+//! Calls of one side fail independently, and which side a call is routed to does not depend
+//! on its outcome.
 
-use crate::canary::math::{ln_beta, x_ln_p};
+use crate::canary::hypergeometric::HypergeometricBets;
+use crate::canary::math::{ln_beta, log_sum_exp, x_ln_p};
 use crate::canary::verdict::saturate;
 use crate::canary::{
     BetaPrior, CheckInput, CheckResult, Edge, Effect, JudgeConfig, Metric, Outcome, SideValues,
@@ -68,6 +85,32 @@ pub fn error_rate_log_e_value(baseline: ErrorCounts, canary: ErrorCounts, prior:
     let mixture =
         log_beta_binomial_marginal(baseline, prior) + log_beta_binomial_marginal(canary, prior);
     mixture - log_max_null_likelihood(baseline, canary)
+}
+
+/// Natural log of the block e-value against "the canary fails no more often than the
+/// baseline", from per-call outcomes in arrival order (see the module docs), and the number
+/// of complete blocks it used.
+pub fn paired_error_log_e_value(
+    baseline_failed: &[bool],
+    canary_failed: &[bool],
+    config: &JudgeConfig,
+) -> (f64, usize) {
+    let block_size = config.error_block_size;
+    let log_odds: Vec<f64> = config.error_odds_ratios.iter().map(|r| r.ln()).collect();
+    let mut bets = HypergeometricBets::new(block_size, &log_odds);
+    let mut log_wealth = vec![0.0; log_odds.len()];
+    let blocks = baseline_failed.len().min(canary_failed.len()) / block_size;
+    let failures = |calls: &[bool]| calls.iter().filter(|failed| **failed).count();
+    for block in 0..blocks {
+        let range = block * block_size..(block + 1) * block_size;
+        let canary = failures(&canary_failed[range.clone()]);
+        let drawn = failures(&baseline_failed[range]) + canary;
+        if drawn > 0 {
+            bets.settle(drawn, canary, &mut log_wealth);
+        }
+    }
+    let log_e = log_sum_exp(&log_wealth) - (log_wealth.len() as f64).ln();
+    (log_e, blocks)
 }
 
 /// Log of the probability of one particular sequence with these counts, with the rate
@@ -144,12 +187,24 @@ pub(crate) fn judge_error_rate(
         errors: sample.errors,
         requests: sample.requests,
     };
-    let log_e = error_rate_log_e_value(counts(baseline), counts(canary), config.error_prior);
+    let paired = !baseline.failed.is_empty() && !canary.failed.is_empty();
+    let log_e_totals = error_rate_log_e_value(counts(baseline), counts(canary), config.error_prior);
+    let (log_e, method, blocks) = if paired {
+        // The block test sees only the paired calls; the totals see every call, which
+        // matters when one side has several times the other's traffic. Their average is
+        // an e-value too, within ln 2 of the better one.
+        let (log_e_blocks, blocks) =
+            paired_error_log_e_value(&baseline.failed, &canary.failed, config);
+        let log_e = log_sum_exp(&[log_e_blocks, log_e_totals]) - 2f64.ln();
+        (log_e, "blockwise_exact_and_totals_mixture", Some(blocks))
+    } else {
+        (log_e_totals, "beta_mixture_universal_inference", None)
+    };
     let threshold = 1.0 / alpha;
     let significant = log_e >= threshold.ln();
     result.statistic = Some(Statistic {
         name: "e_value".to_owned(),
-        method: "beta_mixture_universal_inference".to_owned(),
+        method: method.to_owned(),
         value: saturate(log_e.exp()),
         threshold,
     });
@@ -174,8 +229,14 @@ pub(crate) fn judge_error_rate(
         100.0 * rate_baseline,
         100.0 * increase
     );
+    let over_blocks = blocks.map_or_else(String::new, |blocks| {
+        format!(
+            " over {blocks} blocks of {} paired calls",
+            config.error_block_size
+        )
+    });
     let evidence = format!(
-        "e-value {:.3e} against threshold {threshold:.0}",
+        "e-value {:.3e} against threshold {threshold:.0}{over_blocks}",
         log_e.exp()
     );
     (result.result, result.reason) = match (significant, meaningful) {
@@ -211,6 +272,7 @@ mod tests {
     fn input(baseline: (u64, u64), canary: (u64, u64)) -> CheckInput {
         let sample = |(errors, requests)| Sample {
             latencies_ms: vec![],
+            failed: vec![],
             errors,
             requests,
         };
@@ -296,6 +358,71 @@ mod tests {
             "{}",
             result.reason
         );
+    }
+
+    /// Outcomes of `calls` calls with a failure at every position in `failing`.
+    fn outcomes(calls: usize, failing: &[usize]) -> Vec<bool> {
+        (0..calls).map(|index| failing.contains(&index)).collect()
+    }
+
+    #[test]
+    fn block_evidence_counts_whose_failures_they_are() {
+        let config = JudgeConfig::default();
+        let healthy = outcomes(1000, &[5, 105, 205, 305, 405, 505, 605, 705, 805, 905]);
+        let failing: Vec<usize> = (0..50).map(|index| 20 * index + 3).collect();
+        let worse = outcomes(1000, &failing);
+        let (log_e, blocks) = paired_error_log_e_value(&healthy, &worse, &config);
+        assert_eq!(blocks, 100);
+        assert!(log_e > 400f64.ln(), "{log_e}");
+        // The mirror image, a better canary, gives no evidence at all.
+        let (log_e, _) = paired_error_log_e_value(&worse, &healthy, &config);
+        assert!(log_e < 0.0, "{log_e}");
+        // Failures at the same positions on both sides: every block is an even bet.
+        let (log_e, _) = paired_error_log_e_value(&worse, &worse, &config);
+        assert!(log_e < 0.0, "{log_e}");
+    }
+
+    #[test]
+    fn block_evidence_has_mean_one_under_the_null() {
+        // Exact expectation over every outcome of one block of 3 calls per side, each call
+        // failing with probability 0.3 on both sides.
+        let config = JudgeConfig {
+            error_block_size: 3,
+            ..JudgeConfig::default()
+        };
+        let mut mean = 0.0;
+        for pattern in 0u32..64 {
+            let failed: Vec<bool> = (0..6).map(|bit| pattern >> bit & 1 == 1).collect();
+            let failures = failed.iter().filter(|f| **f).count() as i32;
+            let probability = 0.3f64.powi(failures) * 0.7f64.powi(6 - failures);
+            let (log_e, _) = paired_error_log_e_value(&failed[..3], &failed[3..], &config);
+            mean += probability * log_e.exp();
+        }
+        assert!((mean - 1.0).abs() < 1e-9, "{mean}");
+    }
+
+    #[test]
+    fn per_call_outcomes_add_the_block_test() {
+        let config = JudgeConfig::default();
+        let mut with_outcomes = input((10, 1000), (50, 1000));
+        with_outcomes.baseline.failed =
+            outcomes(1000, &(0..10).map(|i| 100 * i).collect::<Vec<_>>());
+        with_outcomes.canary.failed = outcomes(1000, &(0..50).map(|i| 20 * i).collect::<Vec<_>>());
+        with_outcomes.baseline.latencies_ms = vec![1.0; 1000];
+        with_outcomes.canary.latencies_ms = vec![1.0; 1000];
+        let mixed = judge_error_rate(&with_outcomes, 0.005, &config);
+        let totals = judge_error_rate(&input((10, 1000), (50, 1000)), 0.005, &config);
+        let statistic = |result: &CheckResult| result.statistic.clone().unwrap();
+        assert_eq!(
+            statistic(&mixed).method,
+            "blockwise_exact_and_totals_mixture"
+        );
+        assert_eq!(
+            statistic(&totals).method,
+            "beta_mixture_universal_inference"
+        );
+        assert!(statistic(&mixed).value > statistic(&totals).value);
+        assert!(mixed.reason.contains("over 100 blocks of 10 paired calls"));
     }
 
     #[test]

@@ -106,6 +106,7 @@ mod tests {
             latencies_ms: vec![],
             errors: 5,
             requests: 1,
+            ..Sample::default()
         };
         let error = judge(&[input], &JudgeConfig::default()).unwrap_err();
         assert_eq!(

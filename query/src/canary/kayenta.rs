@@ -180,6 +180,7 @@ mod tests {
             requests: latencies_ms.len() as u64,
             latencies_ms,
             errors,
+            ..Sample::default()
         }
     }
 

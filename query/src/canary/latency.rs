@@ -54,6 +54,7 @@
 //! against regressions that touch only the slowest calls, which a whole-sample rank test
 //! barely sees.
 
+use crate::canary::hypergeometric::HypergeometricBets;
 use crate::canary::math::{log_sum_exp, quantile_sorted, sorted_copy};
 use crate::canary::verdict::saturate;
 use crate::canary::{
@@ -103,13 +104,7 @@ pub fn latency_evidence(
                 let canary_above = above(canary_block);
                 (above(baseline_block) + canary_above, canary_above)
             };
-            for ((log_ratio, normalizer), log_value) in log_odds
-                .iter()
-                .zip(bets.log_normalizers(in_tail))
-                .zip(wealth.iter_mut())
-            {
-                *log_value += canary_in_tail as f64 * log_ratio - normalizer;
-            }
+            bets.settle(in_tail, canary_in_tail, wealth);
         }
         let mut block_sorted = [baseline_block, canary_block].concat();
         block_sorted.sort_by(f64::total_cmp);
@@ -158,64 +153,6 @@ fn merge_sorted(sorted: &mut Vec<f64>, addition: &[f64]) {
             sorted[slot] = addition[right - 1];
             right -= 1;
         }
-    }
-}
-
-/// The normalisers `ln E0[ψ^C | T]` of the block bets, for each `ln ψ` of the config, where
-/// `C` is hypergeometric: `T` draws without replacement from `k` canary and `k` baseline
-/// latencies. Rows are computed when first needed, since a look meets few values of `T`.
-struct HypergeometricBets {
-    block_size: usize,
-    log_odds: Vec<f64>,
-    /// `ln(n!)` for `n` in `0..=2k`.
-    log_factorials: Vec<f64>,
-    rows: Vec<Option<Vec<f64>>>,
-}
-
-impl HypergeometricBets {
-    fn new(block_size: usize, log_odds: &[f64]) -> Self {
-        let log_factorials = std::iter::once(0.0)
-            .chain((1..=2 * block_size).scan(0.0, |sum, n| {
-                *sum += (n as f64).ln();
-                Some(*sum)
-            }))
-            .collect();
-        Self {
-            block_size,
-            log_odds: log_odds.to_vec(),
-            log_factorials,
-            rows: vec![None; 2 * block_size + 1],
-        }
-    }
-
-    /// `ln E0[ψ^C | T = drawn]` for each `ln ψ`, in order.
-    fn log_normalizers(&mut self, drawn: usize) -> &[f64] {
-        if self.rows[drawn].is_none() {
-            let k = self.block_size;
-            let log_choose = |n: usize, r: usize| {
-                self.log_factorials[n] - self.log_factorials[r] - self.log_factorials[n - r]
-            };
-            let log_pmf: Vec<(f64, f64)> = (drawn.saturating_sub(k)..=drawn.min(k))
-                .map(|x| {
-                    let log_p =
-                        log_choose(k, x) + log_choose(k, drawn - x) - log_choose(2 * k, drawn);
-                    (x as f64, log_p)
-                })
-                .collect();
-            let row = self
-                .log_odds
-                .iter()
-                .map(|log_ratio| {
-                    let terms: Vec<f64> = log_pmf
-                        .iter()
-                        .map(|(x, log_p)| log_p + x * log_ratio)
-                        .collect();
-                    log_sum_exp(&terms)
-                })
-                .collect();
-            self.rows[drawn] = Some(row);
-        }
-        self.rows[drawn].as_deref().unwrap_or(&[])
     }
 }
 
@@ -365,7 +302,6 @@ pub(crate) fn judge_latency(input: &CheckInput, alpha: f64, config: &JudgeConfig
 mod tests {
     use super::*;
     use crate::canary::Sample;
-    use crate::canary::math::ln_choose;
     use crate::canary::simulation::{LatencyModel, SimRng};
 
     fn draw(model: &LatencyModel, count: usize, seed: u64) -> Vec<f64> {
@@ -378,6 +314,7 @@ mod tests {
             errors: 0,
             requests: latencies_ms.len() as u64,
             latencies_ms,
+            ..Sample::default()
         };
         CheckInput {
             edge_source: "frontend".into(),
@@ -385,27 +322,6 @@ mod tests {
             operation: "GET /reviews".into(),
             baseline: sample(baseline),
             canary: sample(canary),
-        }
-    }
-
-    #[test]
-    fn bets_have_mean_one_under_the_null() {
-        // E0[ψ^C / normalizer | T] = 1 for every T and odds ratio.
-        let log_odds = [1.25f64.ln(), 3f64.ln()];
-        let k = 20u64;
-        let mut bets = HypergeometricBets::new(20, &log_odds);
-        for drawn in 0..=2 * k {
-            let row = bets.log_normalizers(drawn as usize).to_vec();
-            for (log_ratio, log_normalizer) in log_odds.iter().zip(&row) {
-                let mean: f64 = (drawn.saturating_sub(k)..=drawn.min(k))
-                    .map(|x| {
-                        let log_pmf =
-                            ln_choose(k, x) + ln_choose(k, drawn - x) - ln_choose(2 * k, drawn);
-                        (log_pmf + x as f64 * log_ratio - log_normalizer).exp()
-                    })
-                    .sum();
-                assert!((mean - 1.0).abs() < 1e-9, "T = {drawn}: {mean}");
-            }
         }
     }
 

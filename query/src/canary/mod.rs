@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! CheckInput (edge, operation, baseline Sample, canary Sample)
-//!     ├─ error_rate: Beta-mixture e-value against the best "no worse" rates ─┐
+//!     ├─ error_rate: sequential Fisher exact on paired calls + totals ratio ─┐
 //!     └─ latency:    block e-value over the bulk and a grid of tails ────────┤
 //!                                  e-value ≥ checks/α and effect ≥ minimum ? ─┴─> CheckResult
 //! CheckResults ──> Verdict { pass | fail | inconclusive, score, checks }
@@ -30,6 +30,7 @@ mod config;
 mod error;
 mod error_rate;
 mod evidence;
+mod hypergeometric;
 mod judge;
 mod kayenta;
 mod latency;
@@ -45,7 +46,7 @@ mod verdict;
 pub use analysis::{AnswerCheck, CanaryAnswer, CanaryQuestion, OutlierCheck, analyze_canary};
 pub use config::{BetaPrior, JudgeConfig};
 pub use error::JudgeError;
-pub use error_rate::{ErrorCounts, error_rate_log_e_value};
+pub use error_rate::{ErrorCounts, error_rate_log_e_value, paired_error_log_e_value};
 pub use evidence::{Evidence, RegressionStart, SideEvidence, SidedOutlier};
 pub use judge::judge;
 pub use kayenta::{KayentaConfig, kayenta_judge};

@@ -63,7 +63,7 @@ impl Default for QualityOptions {
             looks: 10,
             calls_per_look: 200,
             power_runs: 400,
-            power_calls: vec![1000, 2000],
+            power_calls: vec![1000, 1500, 2000],
             small_calls: 40,
             outlier_runs: 200,
             outlier_calls_per_pod: 1000,
@@ -271,17 +271,25 @@ enum Regression {
     ErrorRate,
     /// The slowest 5% of calls 1.5x slower: p99 +50%, median unchanged.
     TailLatency,
+    /// A wider latency body: p99 +50%, median unchanged, p75 to p95 slower too.
+    WiderLatency,
     /// Every call 1.5x slower.
     WholeLatency,
 }
 
 impl Regression {
-    const ALL: [Self; 3] = [Self::ErrorRate, Self::TailLatency, Self::WholeLatency];
+    const ALL: [Self; 4] = [
+        Self::ErrorRate,
+        Self::TailLatency,
+        Self::WiderLatency,
+        Self::WholeLatency,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Self::ErrorRate => "error rate 1% -> 5%",
             Self::TailLatency => "p99 latency +50% (slowest 5% of calls 1.5x, median unchanged)",
+            Self::WiderLatency => "p99 latency +50% (wider lognormal body, median unchanged)",
             Self::WholeLatency => "latency +50% on every call",
         }
     }
@@ -294,6 +302,10 @@ impl Regression {
             },
             Self::TailLatency => TrafficModel {
                 latency: healthy.latency.with_tail_factor(1.5),
+                ..healthy.clone()
+            },
+            Self::WiderLatency => TrafficModel {
+                latency: healthy.latency.with_wider_body(1.5),
                 ..healthy.clone()
             },
             Self::WholeLatency => TrafficModel {
@@ -512,7 +524,9 @@ mod tests {
         assert!(aa.judge_false_failure_rate <= 0.01, "{aa:?}");
     }
 
-    fn assert_power(regression: Regression) {
+    /// Measures power at every size of the default options and asserts at least `minimum`
+    /// at each size from `from_calls` up.
+    fn assert_power(regression: Regression, from_calls: usize, minimum: f64) {
         let options = QualityOptions::default();
         for &calls in &options.power_calls {
             let power = power_quality(regression, calls, options.power_runs, &options).unwrap();
@@ -525,25 +539,35 @@ mod tests {
                 100.0 * power.judge_failure_rate,
                 100.0 * power.kayenta_failure_rate
             );
-            if calls == 2000 {
-                assert!(power.judge_failure_rate >= 0.95, "{power:?}");
+            if calls >= from_calls {
+                assert!(power.judge_failure_rate >= minimum, "{power:?}");
             }
         }
     }
 
     #[test]
     fn error_rate_from_1_to_5_percent_is_caught() {
-        assert_power(Regression::ErrorRate);
+        assert_power(Regression::ErrorRate, 1000, 0.95);
     }
 
     #[test]
-    fn p99_latency_plus_50_percent_in_the_tail_is_caught() {
-        assert_power(Regression::TailLatency);
+    fn p99_latency_plus_50_percent_from_a_wider_body_is_caught() {
+        assert_power(Regression::WiderLatency, 1000, 0.95);
+    }
+
+    #[test]
+    fn p99_latency_plus_50_percent_in_the_slowest_5_percent_is_caught_from_1500_calls() {
+        // Only 50 of 1,000 canary calls differ. At 1,000 per side the judge catches it in
+        // about 80% of runs; one bet on the slowest 2% at odds 4, chosen with hindsight,
+        // caught it in 86% of the same runs (docs/canary.md, "Power"), so little is lost to
+        // not knowing where the regression sits.
+        assert_power(Regression::TailLatency, 1000, 0.75);
+        assert_power(Regression::TailLatency, 1500, 0.95);
     }
 
     #[test]
     fn latency_plus_50_percent_everywhere_is_caught() {
-        assert_power(Regression::WholeLatency);
+        assert_power(Regression::WholeLatency, 1000, 0.95);
     }
 
     #[test]
@@ -642,7 +666,7 @@ mod tests {
         };
         let json = serde_json::to_value(quality_report(&options).unwrap()).unwrap();
         assert_eq!(json["aa"]["runs"], 3);
-        assert_eq!(json["power"].as_array().unwrap().len(), 3);
+        assert_eq!(json["power"].as_array().unwrap().len(), 4);
         assert_eq!(json["outliers"].as_array().unwrap().len(), 4);
         assert!(json["too_little_data"]["judge_inconclusive_rate"].is_number());
     }

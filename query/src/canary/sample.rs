@@ -10,10 +10,17 @@ use crate::canary::JudgeError;
 /// controller (the window keeps its start and moves its end): the latency test cuts it into
 /// blocks by position, and its guarantee under repeated looks relies on earlier blocks not
 /// changing. `requests` may exceed `latencies_ms.len()` when latencies are sampled.
+///
+/// `failed`, when given, is the outcome of the same calls as `latencies_ms`, in the same
+/// order; with it the error-rate test compares the two sides block by block, which is far
+/// more powerful than comparing the totals `errors` and `requests` (see `error_rate`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     /// Call latencies in floating milliseconds, oldest first.
     pub latencies_ms: Vec<f64>,
+    /// Whether each call of `latencies_ms` failed; empty when only the totals are known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<bool>,
     /// Calls that failed.
     pub errors: u64,
     /// Calls in total.
@@ -30,7 +37,8 @@ impl Sample {
     ///
     /// # Errors
     ///
-    /// [`JudgeError::ErrorsExceedRequests`] when `errors > requests`, and
+    /// [`JudgeError::ErrorsExceedRequests`] when `errors > requests`,
+    /// [`JudgeError::OutcomesMisaligned`] when `failed` is given but not one per latency, and
     /// [`JudgeError::InvalidLatency`] for a negative, infinite or NaN latency.
     pub fn validate(&self, check: &str, side: &'static str) -> Result<(), JudgeError> {
         if self.errors > self.requests {
@@ -39,6 +47,14 @@ impl Sample {
                 side,
                 errors: self.errors,
                 requests: self.requests,
+            });
+        }
+        if !self.failed.is_empty() && self.failed.len() != self.latencies_ms.len() {
+            return Err(JudgeError::OutcomesMisaligned {
+                check: check.to_owned(),
+                side,
+                outcomes: self.failed.len(),
+                latencies: self.latencies_ms.len(),
             });
         }
         for (index, &value) in self.latencies_ms.iter().enumerate() {
@@ -92,6 +108,7 @@ mod tests {
         assert_eq!(empty.error_rate(), None);
         let sample = Sample {
             latencies_ms: vec![],
+            failed: vec![],
             errors: 3,
             requests: 300,
         };
@@ -102,6 +119,7 @@ mod tests {
     fn validate_rejects_impossible_counts_and_latencies() {
         let too_many = Sample {
             latencies_ms: vec![],
+            failed: vec![],
             errors: 4,
             requests: 3,
         };
@@ -111,6 +129,7 @@ mod tests {
         ));
         let nan = Sample {
             latencies_ms: vec![1.0, f64::NAN],
+            failed: vec![],
             errors: 0,
             requests: 2,
         };
@@ -118,9 +137,21 @@ mod tests {
         assert!(error.to_string().contains("latency #1"), "{error}");
         let negative = Sample {
             latencies_ms: vec![-1.0],
+            failed: vec![],
             errors: 0,
             requests: 1,
         };
         assert!(negative.validate("a->b op", "baseline").is_err());
+        let misaligned = Sample {
+            latencies_ms: vec![1.0, 2.0],
+            failed: vec![true],
+            errors: 1,
+            requests: 2,
+        };
+        let error = misaligned.validate("a->b op", "canary").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid canary sample for check a->b op: 1 call outcomes for 2 latencies"
+        );
     }
 }

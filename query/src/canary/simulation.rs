@@ -116,6 +116,29 @@ impl LatencyModel {
         }
     }
 
+    /// The same model with a wider lognormal body, wide enough that p99 is `factor` times
+    /// the original while the median stays: the tail grows gradually, from about p75 up.
+    pub(crate) fn with_wider_body(&self, factor: f64) -> Self {
+        let target = factor * self.population_quantile(0.99);
+        let (mut low, mut high) = (self.sigma, 4.0 * self.sigma);
+        for _ in 0..40 {
+            let middle = 0.5 * (low + high);
+            let wider = Self {
+                sigma: middle,
+                ..self.clone()
+            };
+            if wider.population_quantile(0.99) < target {
+                low = middle;
+            } else {
+                high = middle;
+            }
+        }
+        Self {
+            sigma: 0.5 * (low + high),
+            ..self.clone()
+        }
+    }
+
     /// A quantile of this model's distribution, from 200,000 draws with a fixed seed.
     pub(crate) fn population_quantile(&self, level: f64) -> f64 {
         let mut rng = SimRng::seed_from(0x7A11);
@@ -153,9 +176,12 @@ impl TrafficModel {
     /// Appends `calls` simulated calls to `sample`.
     pub(crate) fn extend(&self, sample: &mut Sample, calls: usize, rng: &mut SimRng) {
         sample.latencies_ms.reserve(calls);
+        sample.failed.reserve(calls);
         for _ in 0..calls {
             sample.latencies_ms.push(self.latency.draw(rng));
-            sample.errors += u64::from(rng.bernoulli(self.error_rate));
+            let failed = rng.bernoulli(self.error_rate);
+            sample.failed.push(failed);
+            sample.errors += u64::from(failed);
         }
         sample.requests += calls as u64;
     }
@@ -260,5 +286,15 @@ mod tests {
         // The heavy tail is really heavy: p99.9 is well beyond the lognormal body's.
         let body_p999 = 40.0 * (0.45f64 * 3.09).exp();
         assert!(at(&base, 0.999) > 1.2 * body_p999, "{}", at(&base, 0.999));
+    }
+
+    #[test]
+    fn wider_body_moves_p99_by_the_factor_and_keeps_the_median() {
+        let model = LatencyModel::default();
+        let wider = model.with_wider_body(1.5);
+        let ratio = wider.population_quantile(0.99) / model.population_quantile(0.99);
+        assert!((ratio - 1.5).abs() < 1e-3, "{ratio}");
+        let median_ratio = wider.population_quantile(0.5) / model.population_quantile(0.5);
+        assert!((median_ratio - 1.0).abs() < 0.01, "{median_ratio}");
     }
 }

@@ -143,6 +143,24 @@ pub(crate) fn saturate(value: f64) -> f64 {
     value.min(1e300)
 }
 
+/// The verdict rule over counts of passed and failed checks: any failure fails, else any
+/// pass passes, else inconclusive; the score is the share of conclusive checks that
+/// passed, rounded to the nearest integer (0 with no conclusive check).
+pub(crate) fn verdict_rule(passed: usize, failed: usize) -> (Outcome, u8) {
+    let verdict = if failed > 0 {
+        Outcome::Fail
+    } else if passed > 0 {
+        Outcome::Pass
+    } else {
+        Outcome::Inconclusive
+    };
+    let conclusive = passed + failed;
+    let score = (100 * passed + conclusive / 2)
+        .checked_div(conclusive)
+        .unwrap_or(0);
+    (verdict, u8::try_from(score).unwrap_or(100))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,22 +221,4 @@ mod tests {
         assert_eq!(json["checks"][0]["baseline"]["errors"], 5);
         assert!(json["checks"][0]["baseline"].get("p99_ms").is_none());
     }
-}
-
-/// The verdict rule over counts of passed and failed checks: any failure fails, else any
-/// pass passes, else inconclusive; the score is the share of conclusive checks that
-/// passed, rounded to the nearest integer (0 with no conclusive check).
-pub(crate) fn verdict_rule(passed: usize, failed: usize) -> (Outcome, u8) {
-    let verdict = if failed > 0 {
-        Outcome::Fail
-    } else if passed > 0 {
-        Outcome::Pass
-    } else {
-        Outcome::Inconclusive
-    };
-    let conclusive = passed + failed;
-    let score = (100 * passed + conclusive / 2)
-        .checked_div(conclusive)
-        .unwrap_or(0);
-    (verdict, u8::try_from(score).unwrap_or(100))
 }

@@ -1,0 +1,127 @@
+//! Bets on a hypergeometric count, the building block of both block tests.
+//!
+//! A block holds `k` calls of each side. Given that `T` of its `2k` calls have some property
+//! (failed, or landed in a watched latency tail), and that the two sides are exchangeable
+//! within the block, the number `C` of them that are the canary's follows the
+//! hypergeometric law: `T` draws without replacement from `k` canary and `k` baseline calls.
+//! If the canary is *less* likely to have the property, `C` given `T` is stochastically
+//! smaller still (Fisher's noncentral law with odds below 1).
+//!
+//! The bet `ψ^C / E0[ψ^C | T]`, for an odds ratio `ψ > 1`, is the likelihood ratio of
+//! Fisher's noncentral law against the central one. Its expectation given `T` is exactly 1
+//! under exchangeability and at most 1 when the canary is better, because `ψ^C` increases
+//! with `C`. A product of such bets over blocks is therefore a nonnegative supermartingale
+//! that starts at 1: the wealth of a gambler who cannot expect to win when the canary is no
+//! worse.
+
+/// The normalisers `ln E0[ψ^C | T]` for a fixed block size and grid of odds ratios. Rows
+/// are computed when first needed, since a look meets few values of `T`.
+pub(crate) struct HypergeometricBets {
+    block_size: usize,
+    log_odds: Vec<f64>,
+    /// `ln(n!)` for `n` in `0..=2k`.
+    log_factorials: Vec<f64>,
+    rows: Vec<Option<Vec<f64>>>,
+}
+
+impl HypergeometricBets {
+    /// Bets for blocks of `block_size` calls per side, one per `ln ψ` in `log_odds`.
+    pub(crate) fn new(block_size: usize, log_odds: &[f64]) -> Self {
+        let log_factorials = std::iter::once(0.0)
+            .chain((1..=2 * block_size).scan(0.0, |sum, n| {
+                *sum += (n as f64).ln();
+                Some(*sum)
+            }))
+            .collect();
+        Self {
+            block_size,
+            log_odds: log_odds.to_vec(),
+            log_factorials,
+            rows: vec![None; 2 * block_size + 1],
+        }
+    }
+
+    /// `ln E0[ψ^C | T = drawn]` for each `ln ψ`, in order.
+    pub(crate) fn log_normalizers(&mut self, drawn: usize) -> &[f64] {
+        if self.rows[drawn].is_none() {
+            let k = self.block_size;
+            let log_choose = |n: usize, r: usize| {
+                self.log_factorials[n] - self.log_factorials[r] - self.log_factorials[n - r]
+            };
+            let log_pmf: Vec<(f64, f64)> = (drawn.saturating_sub(k)..=drawn.min(k))
+                .map(|x| {
+                    let log_p =
+                        log_choose(k, x) + log_choose(k, drawn - x) - log_choose(2 * k, drawn);
+                    (x as f64, log_p)
+                })
+                .collect();
+            let row = self
+                .log_odds
+                .iter()
+                .map(|log_ratio| {
+                    let terms: Vec<f64> = log_pmf
+                        .iter()
+                        .map(|(x, log_p)| log_p + x * log_ratio)
+                        .collect();
+                    crate::canary::math::log_sum_exp(&terms)
+                })
+                .collect();
+            self.rows[drawn] = Some(row);
+        }
+        self.rows[drawn].as_deref().unwrap_or(&[])
+    }
+
+    /// Adds the log of each bet on one block, `C·ln ψ − ln E0[ψ^C | T]`, to `log_wealth`
+    /// (one entry per odds ratio).
+    pub(crate) fn settle(&mut self, drawn: usize, canary_drawn: usize, log_wealth: &mut [f64]) {
+        self.log_normalizers(drawn);
+        let normalizers = self.rows[drawn].as_deref().unwrap_or(&[]);
+        for ((log_ratio, normalizer), wealth) in self
+            .log_odds
+            .iter()
+            .zip(normalizers)
+            .zip(log_wealth.iter_mut())
+        {
+            *wealth += canary_drawn as f64 * log_ratio - normalizer;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canary::math::ln_choose;
+
+    #[test]
+    fn bets_have_mean_one_under_the_null() {
+        // E0[ψ^C / normalizer | T] = 1 for every T and odds ratio.
+        let log_odds = [1.25f64.ln(), 3f64.ln()];
+        let k = 20u64;
+        let mut bets = HypergeometricBets::new(20, &log_odds);
+        for drawn in 0..=2 * k {
+            let row = bets.log_normalizers(drawn as usize).to_vec();
+            for (log_ratio, log_normalizer) in log_odds.iter().zip(&row) {
+                let mean: f64 = (drawn.saturating_sub(k)..=drawn.min(k))
+                    .map(|x| {
+                        let log_pmf =
+                            ln_choose(k, x) + ln_choose(k, drawn - x) - ln_choose(2 * k, drawn);
+                        (log_pmf + x as f64 * log_ratio - log_normalizer).exp()
+                    })
+                    .sum();
+                assert!((mean - 1.0).abs() < 1e-9, "T = {drawn}: {mean}");
+            }
+        }
+    }
+
+    #[test]
+    fn settling_adds_the_log_bet() {
+        let mut bets = HypergeometricBets::new(1, &[2f64.ln()]);
+        let mut wealth = [0.0];
+        // One call per side, one of them in: C = 1 wins 2 / E0[2^C] = 2 / 1.5.
+        bets.settle(1, 1, &mut wealth);
+        assert!((wealth[0] - (2.0f64 / 1.5).ln()).abs() < 1e-12);
+        // Both in: C = 1 is certain, the bet is even.
+        bets.settle(2, 1, &mut wealth);
+        assert!((wealth[0] - (2.0f64 / 1.5).ln()).abs() < 1e-12);
+    }
+}
