@@ -117,14 +117,29 @@ pub(crate) async fn find_traces(
         Err(error) => return jaeger_error(error),
     };
     let tables = state.store.tables();
-    let result: Result<Vec<Value>, QueryError> = async {
+    let result: Result<Vec<Value>, ApiError> = async {
         let hits = search_traces(&tables, &query).await?;
-        let mut traces = Vec::with_capacity(hits.len());
-        for hit in hits {
-            let trace = TraceData::fetch(&tables, hit.trace_id)?;
-            traces.push(jaeger_trace(hit.trace_id, &trace.resource_spans()?));
+        // Each hit is read from Parquet with blocking I/O: keep it off the async workers.
+        let ids: Vec<[u8; 16]> = hits.iter().map(|hit| hit.trace_id).collect();
+        let fetched = tokio::task::spawn_blocking(move || {
+            ids.into_iter()
+                .map(|id| {
+                    let trace = TraceData::fetch(&tables, id)?;
+                    Ok(jaeger_trace(id, &trace.resource_spans()?))
+                })
+                .collect::<Result<Vec<Value>, QueryError>>()
+        })
+        .await;
+        match fetched {
+            Ok(traces) => Ok(traces?),
+            Err(join) => {
+                tracing::error!(error = %join, "trace fetch task failed");
+                Err(ApiError {
+                    kind: tracegate_collector::ErrorKind::Internal,
+                    message: format!("trace fetch task failed: {join}"),
+                })
+            }
         }
-        Ok(traces)
     }
     .await;
     match result {
@@ -132,7 +147,7 @@ pub(crate) async fn find_traces(
             let total = traces.len();
             envelope(Value::Array(traces), total)
         }
-        Err(error) => jaeger_error(error.into()),
+        Err(error) => jaeger_error(error),
     }
 }
 
