@@ -119,6 +119,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         seed: 42,
         json: false,
         quiet: true,
+        replay_pool: 0,
     };
     let load = tokio::spawn(async move { loadgen::run(&traffic).await });
     let result = server.await.context("server task failed")?;

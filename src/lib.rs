@@ -4,6 +4,7 @@
 pub mod config;
 pub mod demo;
 pub mod loadgen;
+pub mod replay;
 pub mod serve;
 pub mod sim;
 

@@ -6,18 +6,66 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use bytes::{BufMut, Bytes};
 use indicatif::{ProgressBar, ProgressStyle};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use serde::Serialize;
 use tokio::sync::Semaphore;
-use tonic::codec::CompressionEncoding;
+use tonic::client::Grpc;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 
+use crate::replay::ReplayPool;
 use crate::sim::{Mesh, Scenario, to_request};
+
+/// The gRPC path of the OTLP export method.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// Sends request bodies that are already protobuf; decodes answers with prost.
+struct EncodedExportCodec;
+
+/// Writes an encoded body as it is.
+struct BodyEncoder;
+
+/// Decodes the export answer.
+struct AnswerDecoder;
+
+impl Codec for EncodedExportCodec {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = BodyEncoder;
+    type Decoder = AnswerDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        BodyEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        AnswerDecoder
+    }
+}
+
+impl Encoder for BodyEncoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for AnswerDecoder {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(format!("undecodable export answer: {e}")))
+    }
+}
 
 /// How loadgen talks to the collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -68,6 +116,11 @@ pub struct LoadgenArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Simulate this many requests up front and replay them round-robin with fresh ids
+    /// and timestamps, instead of simulating every request: for throughput tests, where
+    /// loadgen should cost the machine as little as possible. 0 simulates every request.
+    #[arg(long, default_value_t = 0)]
+    pub replay_pool: usize,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -110,7 +163,7 @@ struct Counters {
 /// One connection to the collector.
 #[derive(Clone)]
 enum Sender {
-    Grpc(TraceServiceClient<Channel>),
+    Grpc(Grpc<Channel>),
     Http { url: String, agent: ureq::Agent },
 }
 
@@ -127,11 +180,13 @@ impl Sender {
             Protocol::Grpc => {
                 let url = format!("http://{}", args.endpoint);
                 let channel = Channel::from_shared(url.clone())?
+                    .tcp_nodelay(true)
+                    .initial_stream_window_size(4 << 20)
+                    .initial_connection_window_size(16 << 20)
                     .connect()
                     .await
                     .with_context(|| format!("cannot connect to OTLP/gRPC at {url}"))?;
-                let mut client =
-                    TraceServiceClient::new(channel).max_decoding_message_size(64 << 20);
+                let mut client = Grpc::new(channel).max_decoding_message_size(64 << 20);
                 if args.gzip {
                     client = client.send_compressed(CompressionEncoding::Gzip);
                 }
@@ -144,9 +199,10 @@ impl Sender {
         }
     }
 
-    async fn send(&self, request: ExportTraceServiceRequest) -> Outcome {
+    /// Sends one encoded `ExportTraceServiceRequest`.
+    async fn send(&self, body: Bytes) -> Outcome {
         match self {
-            Self::Grpc(client) => match client.clone().export(request).await {
+            Self::Grpc(client) => match export_encoded(client.clone(), body).await {
                 Ok(response) => Outcome::Accepted {
                     rejected: response
                         .into_inner()
@@ -167,7 +223,6 @@ impl Sender {
             },
             Self::Http { url, agent } => {
                 let (url, agent) = (url.clone(), agent.clone());
-                let body = request.encode_to_vec();
                 let result = tokio::task::spawn_blocking(move || {
                     agent
                         .post(&url)
@@ -204,6 +259,21 @@ impl Sender {
     }
 }
 
+/// The export call over gRPC with a body that is already encoded.
+async fn export_encoded(
+    mut client: Grpc<Channel>,
+    body: Bytes,
+) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+    client
+        .ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("connection not ready: {e}")))?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(EXPORT_PATH);
+    client
+        .unary(tonic::Request::new(body), path, EncodedExportCodec)
+        .await
+}
+
 fn now_unix_nano() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -223,6 +293,19 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadReport> {
     }
     let sender = Sender::connect(args).await?;
     let mut mesh = Mesh::new(args.scenario, args.seed);
+    let mut pool = if args.replay_pool > 0 {
+        let pool = ReplayPool::simulate(
+            &mut mesh,
+            args.replay_pool,
+            args.batch,
+            now_unix_nano(),
+            args.seed,
+        )?;
+        tracing::info!(requests = pool.len(), "replay pool simulated");
+        Some(pool)
+    } else {
+        None
+    };
     let counters = Arc::new(Counters::default());
     let latencies = Arc::new(latencies::Latencies::default());
     let permits = Arc::new(Semaphore::new(args.concurrency));
@@ -257,12 +340,21 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadReport> {
         let remaining = args.max_traces.map_or(u64::MAX, |max| max - report.traces);
         let count = (args.batch as u64).min(remaining) as usize;
         let start = now_unix_nano();
-        let traces: Vec<_> = (0..count)
-            .map(|i| mesh.trace(start + i as u64 * 1_000))
-            .collect();
-        let num_spans: u64 = traces.iter().map(|t| t.num_spans() as u64).sum();
-        let request = to_request(&traces);
-        report.traces += count as u64;
+        let (request, count, num_spans) = match pool.as_mut() {
+            Some(pool) => {
+                let replayed = pool.next(start);
+                (replayed.body, replayed.traces, replayed.spans)
+            }
+            None => {
+                let traces: Vec<_> = (0..count)
+                    .map(|i| mesh.trace(start + i as u64 * 1_000))
+                    .collect();
+                let num_spans: u64 = traces.iter().map(|t| t.num_spans() as u64).sum();
+                let body = Bytes::from(to_request(&traces).encode_to_vec());
+                (body, count as u64, num_spans)
+            }
+        };
+        report.traces += count;
         report.spans += num_spans;
 
         let permit = Arc::clone(&permits)
