@@ -107,7 +107,8 @@ pub struct LoadgenArgs {
     /// Compress requests with gzip.
     #[arg(long)]
     pub gzip: bool,
-    /// Random seed, for reproducible traffic.
+    /// Random seed, for reproducible traffic: two runs with the same seed send the same
+    /// trace and span ids.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Print the summary as JSON on stdout.
@@ -158,7 +159,13 @@ struct Counters {
     rejected: AtomicU64,
     failed: AtomicU64,
     retries: AtomicU64,
+    /// Why the latest request failed for good.
+    last_failure: std::sync::Mutex<Option<String>>,
 }
+
+/// Failed requests, with none acknowledged, after which loadgen gives up: the endpoint is
+/// wrong or refuses everything, and sending on would only repeat the same warning.
+const FAILURES_BEFORE_GIVING_UP: u64 = 16;
 
 /// One connection to the collector.
 #[derive(Clone)]
@@ -390,6 +397,9 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadReport> {
                     Outcome::Retry(reason) | Outcome::Failed(reason) => {
                         tracing::warn!(%reason, "export failed");
                         counters.failed.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut last) = counters.last_failure.lock() {
+                            *last = Some(reason);
+                        }
                         return;
                     }
                 }
@@ -397,6 +407,27 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadReport> {
         });
         while let Some(done) = tasks.try_join_next() {
             done?;
+        }
+        if counters.failed.load(Ordering::Relaxed) >= FAILURES_BEFORE_GIVING_UP
+            && counters.acknowledged.load(Ordering::Relaxed) == 0
+        {
+            tasks.abort_all();
+            progress.finish_and_clear();
+            let reason = counters
+                .last_failure
+                .lock()
+                .ok()
+                .and_then(|last| last.clone())
+                .unwrap_or_default();
+            let protocol = match args.protocol {
+                Protocol::Grpc => "OTLP/gRPC",
+                Protocol::Http => "OTLP/HTTP",
+            };
+            bail!(
+                "the collector at {} refused the first {FAILURES_BEFORE_GIVING_UP} \
+                 {protocol} requests (last: {reason}); is --endpoint its {protocol} port?",
+                args.endpoint
+            );
         }
         progress.set_position(started.elapsed().as_secs());
         let acked = counters.acknowledged.load(Ordering::Relaxed);

@@ -265,6 +265,15 @@ impl TestServer {
         self.ports.otlp_grpc.to_string()
     }
 
+    /// The OTLP/HTTP listen address as `127.0.0.1:PORT`.
+    #[allow(
+        dead_code,
+        reason = "not every test binary speaks OTLP/HTTP by address"
+    )]
+    pub(crate) fn otlp_http_addr(&self) -> String {
+        self.ports.otlp_http.to_string()
+    }
+
     /// The process id of the running process.
     pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().expect("a running process").id()
