@@ -5,8 +5,8 @@
 //! tests); protobuf bodies take [`crate::columnarize_encoded`] first, which builds the
 //! same batch without decoding into prost types.
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use arrow::array::RecordBatch;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;

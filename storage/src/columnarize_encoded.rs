@@ -5,8 +5,9 @@
 //! about 0.9 of the 1.6 CPU µs each span cost on the ingest thread. Here the spans are
 //! read in place ([`crate::wire`]), borrowed fields go straight into the Arrow builders,
 //! and only what is stored as protobuf anyway is decoded with prost: the resource and
-//! scope once per group, and a span's attributes without a column, events and links,
-//! which are re-encoded into `extra_proto`.
+//! scope (once per distinct value and thread, see [`crate::group_cache`]), and a span's
+//! attributes without a column, events and links, which are re-encoded into
+//! `extra_proto`.
 //!
 //! The batch is the one [`crate::columnarize`] builds from the decoded request, byte
 //! for byte: both feed [`SpanColumns`] the same views. This path only takes requests
@@ -21,6 +22,7 @@ use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use prost::Message;
 
 use crate::columnarize::{Columnarized, extra_tag};
+use crate::group_cache::{self, GroupCaches};
 use crate::span_columns::{AttributeValue, AttributeView, SpanColumns, SpanView, validate};
 use crate::wire::{Fields, Unsupported, Wire};
 
@@ -35,18 +37,22 @@ const MAX_VALUE_DEPTH: usize = 32;
 /// or it holds something this reader leaves to prost (see the module doc).
 pub fn columnarize_encoded(bytes: &[u8]) -> Option<Columnarized> {
     let num_spans = count_spans(bytes).ok()?;
-    let mut reader = Reader {
-        columns: SpanColumns::with_capacity(num_spans),
-        attributes: Vec::new(),
-        raw_attributes: Vec::new(),
-        events: Vec::new(),
-        links: Vec::new(),
-        num_spans: 0,
-    };
-    reader.request(bytes).ok()?;
-    let num_accepted = reader.num_spans;
+    let (columns, num_accepted) = group_cache::with_caches(|caches| {
+        let mut reader = Reader {
+            caches,
+            columns: SpanColumns::with_capacity(num_spans),
+            attributes: Vec::new(),
+            raw_attributes: Vec::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+            num_spans: 0,
+        };
+        reader.request(bytes)?;
+        Ok::<_, Unsupported>((reader.columns, reader.num_spans))
+    })
+    .ok()?;
     Some(Columnarized {
-        batch: (num_accepted > 0).then(|| reader.columns.finish()),
+        batch: (num_accepted > 0).then(|| columns.finish()),
         num_accepted,
         num_rejected: 0,
         rejection_messages: Vec::new(),
@@ -88,7 +94,8 @@ fn count_spans(bytes: &[u8]) -> Result<usize, Unsupported> {
 }
 
 /// The walk over one request, with scratch lists reused from span to span.
-struct Reader<'a> {
+struct Reader<'a, 'c> {
+    caches: &'c mut GroupCaches,
     columns: SpanColumns,
     attributes: Vec<AttributeView<'a>>,
     /// Each attribute's own bytes (a `KeyValue`), parallel to `attributes`.
@@ -98,7 +105,7 @@ struct Reader<'a> {
     num_spans: usize,
 }
 
-impl<'a> Reader<'a> {
+impl<'a> Reader<'a, '_> {
     fn request(&mut self, bytes: &'a [u8]) -> Result<(), Unsupported> {
         let mut fields = Fields::new(bytes);
         while let Some((number, value)) = fields.next_field()? {
@@ -112,15 +119,12 @@ impl<'a> Reader<'a> {
     /// One `ResourceSpans`: its resource and schema URL first, wherever they are in
     /// the message, then its scopes in order.
     fn resource_spans(&mut self, bytes: &'a [u8]) -> Result<(), Unsupported> {
-        let mut resource = Resource::default();
+        let mut resources = Occurrences::default();
         let mut schema_url = "";
         let mut fields = Fields::new(bytes);
         while let Some((number, value)) = fields.next_field()? {
             match number {
-                // A repeated message field merges, as prost does.
-                field::RESOURCE_SPANS_RESOURCE => {
-                    resource.merge(value.bytes()?).map_err(|_| Unsupported)?;
-                }
+                field::RESOURCE_SPANS_RESOURCE => resources.push(value.bytes()?),
                 field::RESOURCE_SPANS_SCOPE_SPANS => {
                     value.bytes()?;
                 }
@@ -128,10 +132,22 @@ impl<'a> Reader<'a> {
                 _ => {}
             }
         }
-        if resource.attributes.iter().any(too_deep) {
-            return Err(Unsupported);
+        if let Some(raw) = resources.single() {
+            let accept = |r: &Resource| !r.attributes.iter().any(too_deep);
+            let resource = self.caches.resources.get(raw, accept)?;
+            self.columns
+                .start_encoded_resource(&resource.message, &resource.encoded, schema_url);
+        } else {
+            // None (the default resource), or several, which merge as in prost.
+            let mut resource = Resource::default();
+            for raw in occurrences(bytes, field::RESOURCE_SPANS_RESOURCE)? {
+                resource.merge(raw).map_err(|_| Unsupported)?;
+            }
+            if resource.attributes.iter().any(too_deep) {
+                return Err(Unsupported);
+            }
+            self.columns.start_resource(&resource, schema_url);
         }
-        self.columns.start_resource(&resource, schema_url);
 
         let mut fields = Fields::new(bytes);
         while let Some((number, value)) = fields.next_field()? {
@@ -144,14 +160,12 @@ impl<'a> Reader<'a> {
 
     /// One `ScopeSpans`: its scope and schema URL, then its spans in order.
     fn scope_spans(&mut self, bytes: &'a [u8]) -> Result<(), Unsupported> {
-        let mut scope = InstrumentationScope::default();
+        let mut scopes = Occurrences::default();
         let mut schema_url = "";
         let mut fields = Fields::new(bytes);
         while let Some((number, value)) = fields.next_field()? {
             match number {
-                field::SCOPE_SPANS_SCOPE => {
-                    scope.merge(value.bytes()?).map_err(|_| Unsupported)?;
-                }
+                field::SCOPE_SPANS_SCOPE => scopes.push(value.bytes()?),
                 field::SCOPE_SPANS_SPANS => {
                     value.bytes()?;
                 }
@@ -159,10 +173,20 @@ impl<'a> Reader<'a> {
                 _ => {}
             }
         }
-        if scope.attributes.iter().any(too_deep) {
-            return Err(Unsupported);
+        if let Some(raw) = scopes.single() {
+            let accept = |s: &InstrumentationScope| !s.attributes.iter().any(too_deep);
+            let scope = self.caches.scopes.get(raw, accept)?;
+            self.columns.start_encoded_scope(&scope.encoded, schema_url);
+        } else {
+            let mut scope = InstrumentationScope::default();
+            for raw in occurrences(bytes, field::SCOPE_SPANS_SCOPE)? {
+                scope.merge(raw).map_err(|_| Unsupported)?;
+            }
+            if scope.attributes.iter().any(too_deep) {
+                return Err(Unsupported);
+            }
+            self.columns.start_scope(&scope, schema_url);
         }
-        self.columns.start_scope(&scope, schema_url);
 
         let mut fields = Fields::new(bytes);
         while let Some((number, value)) = fields.next_field()? {
@@ -229,6 +253,37 @@ impl<'a> Reader<'a> {
         self.num_spans += 1;
         Ok(())
     }
+}
+
+/// How often a singular message field occurs, and where it first does.
+#[derive(Default)]
+struct Occurrences<'a> {
+    first: Option<&'a [u8]>,
+    count: usize,
+}
+
+impl<'a> Occurrences<'a> {
+    fn push(&mut self, raw: &'a [u8]) {
+        self.first.get_or_insert(raw);
+        self.count += 1;
+    }
+
+    /// The field's bytes when it occurs exactly once, as it nearly always does.
+    fn single(&self) -> Option<&'a [u8]> {
+        self.first.filter(|_| self.count == 1)
+    }
+}
+
+/// The bytes of every field numbered `number` in `message`, in order.
+fn occurrences(message: &[u8], number: u32) -> Result<Vec<&[u8]>, Unsupported> {
+    let mut found = Vec::new();
+    let mut fields = Fields::new(message);
+    while let Some((n, value)) = fields.next_field()? {
+        if n == number {
+            found.push(value.bytes()?);
+        }
+    }
+    Ok(found)
 }
 
 /// Reads one `KeyValue`. Repeated fields behave as in prost: the last key wins, and

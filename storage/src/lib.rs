@@ -17,6 +17,7 @@ mod columnarize;
 mod columnarize_encoded;
 mod columns;
 mod error;
+mod group_cache;
 mod head;
 mod lookup;
 mod mesh;

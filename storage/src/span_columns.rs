@@ -252,6 +252,22 @@ impl SpanColumns {
 
     /// Starts the spans of a new resource.
     pub(crate) fn start_resource(&mut self, resource: &Resource, schema_url: &str) {
+        let mut encoded = std::mem::take(&mut self.buffer);
+        encoded.clear();
+        resource
+            .encode(&mut encoded)
+            .expect("a Vec grows as needed");
+        self.start_encoded_resource(resource, &encoded, schema_url);
+        self.buffer = encoded;
+    }
+
+    /// Starts the spans of a new resource whose prost encoding is `encoded`.
+    pub(crate) fn start_encoded_resource(
+        &mut self,
+        resource: &Resource,
+        encoded: &[u8],
+        schema_url: &str,
+    ) {
         let mesh = ResourceMesh::from_attributes(&resource.attributes);
         self.service.start_group(Some(mesh.service));
         self.namespace.start_group(mesh.namespace);
@@ -259,19 +275,24 @@ impl SpanColumns {
         self.workload_kind.start_group(mesh.workload_kind);
         self.pod.start_group(mesh.pod);
         self.version.start_group(mesh.version);
-        self.buffer.clear();
-        resource
-            .encode(&mut self.buffer)
-            .expect("a Vec grows as needed");
-        self.resource_proto.start_group(&self.buffer);
+        self.resource_proto.start_group(encoded);
         self.resource_schema_url.start_group(Some(schema_url));
     }
 
     /// Starts the spans of a new instrumentation scope.
     pub(crate) fn start_scope(&mut self, scope: &InstrumentationScope, schema_url: &str) {
         self.buffer.clear();
-        scope.encode(&mut self.buffer).expect("a Vec grows as needed");
+        scope
+            .encode(&mut self.buffer)
+            .expect("a Vec grows as needed");
         self.scope_proto.start_group(&self.buffer);
+        self.scope_schema_url.start_group(Some(schema_url));
+    }
+
+    /// Starts the spans of a new instrumentation scope whose prost encoding is
+    /// `encoded`.
+    pub(crate) fn start_encoded_scope(&mut self, encoded: &[u8], schema_url: &str) {
+        self.scope_proto.start_group(encoded);
         self.scope_schema_url.start_group(Some(schema_url));
     }
 

@@ -192,13 +192,15 @@ mod tests {
     #[test]
     fn refuses_what_prost_refuses() {
         let cases: [&[u8]; 7] = [
-            &[0x08],                         // varint missing
-            &[0x08, 0x80],                   // varint cut short
-            &[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02], // overflow
-            &[0x1a, 0x05, b'a'],             // length past the end
-            &[0x11, 0, 0, 0],                // fixed64 cut short
-            &[0x00, 0x00],                   // field number 0
-            &[0x0b, 0x0c],                   // a group
+            &[0x08],       // varint missing
+            &[0x08, 0x80], // varint cut short
+            &[
+                0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02,
+            ], // overflow
+            &[0x1a, 0x05, b'a'], // length past the end
+            &[0x11, 0, 0, 0], // fixed64 cut short
+            &[0x00, 0x00], // field number 0
+            &[0x0b, 0x0c], // a group
         ];
         for bytes in cases {
             assert_eq!(fields(bytes), Err(Unsupported), "{bytes:?}");

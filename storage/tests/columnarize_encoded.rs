@@ -82,7 +82,8 @@ fn random_value(rng: &mut Rng) -> Option<AnyValue> {
         5 => Some(Value::BytesValue(vec![1, 2, 3])),
         6 => Some(Value::StringValue(String::new())),
         _ => Some(Value::StringValue(
-            rng.pick(&["GET", "/cart", "payments", "redis", "é"]).to_string(),
+            rng.pick(&["GET", "/cart", "payments", "redis", "é"])
+                .to_string(),
         )),
     };
     Some(AnyValue { value })
@@ -142,7 +143,9 @@ fn random_span(rng: &mut Rng) -> Span {
         trace_state: if rng.chance(10) { "k=v" } else { "" }.to_string(),
         parent_span_id,
         flags: if rng.chance(50) { 0x301 } else { 0 },
-        name: rng.pick(&["GET /", "SELECT", "grpc.Cart/Get", ""]).to_string(),
+        name: rng
+            .pick(&["GET /", "SELECT", "grpc.Cart/Get", ""])
+            .to_string(),
         kind: rng.below(7) as i32 - 1,
         start_time_unix_nano: 1_767_225_600_000_000_000 + rng.below(1000) as u64,
         end_time_unix_nano: if rng.chance(3) {
@@ -237,7 +240,10 @@ fn check(bytes: &[u8]) -> bool {
     let Some(fast) = fast else {
         return false;
     };
-    assert_eq!(slow.num_rejected, 0, "accepted a request with rejected spans");
+    assert_eq!(
+        slow.num_rejected, 0,
+        "accepted a request with rejected spans"
+    );
     assert_eq!(fast.num_accepted, slow.num_accepted);
     match (&fast.batch, &slow.batch) {
         (Some(a), Some(b)) => assert_same_batch(a, b),
@@ -286,7 +292,10 @@ fn mutated_bytes_are_declined_or_read_alike() {
         taken += usize::from(check(&bytes));
     }
     eprintln!("mutated taken {taken}");
-    assert!(taken > 100, "only {taken} mutated requests took the borrowed path");
+    assert!(
+        taken > 100,
+        "only {taken} mutated requests took the borrowed path"
+    );
 }
 
 /// Hand-written encodings prost accepts but never writes: fields out of order,
@@ -305,7 +314,14 @@ fn unusual_encodings_read_like_prost() {
     let mut span_bytes = span.encode_to_vec();
     // A second status (merges), a second name (replaces), an unknown varint field 99,
     // an attribute whose value comes twice (string, then an empty AnyValue).
-    span_bytes.extend(field(15, &Status { code: 1, message: String::new() }.encode_to_vec()));
+    span_bytes.extend(field(
+        15,
+        &Status {
+            code: 1,
+            message: String::new(),
+        }
+        .encode_to_vec(),
+    ));
     span_bytes.extend(field(5, b"renamed"));
     span_bytes.extend([0x98, 0x06, 0x05]);
     let mut attribute = text("http.route", "/a").encode_to_vec();
@@ -313,7 +329,13 @@ fn unusual_encodings_read_like_prost() {
     span_bytes.extend(field(9, &attribute));
     // An attribute whose value comes as an int then as a string: the string wins.
     let mut attribute = kv("peer.service", Value::IntValue(5)).encode_to_vec();
-    attribute.extend(field(2, &AnyValue { value: Some(Value::StringValue("db".into())) }.encode_to_vec()));
+    attribute.extend(field(
+        2,
+        &AnyValue {
+            value: Some(Value::StringValue("db".into())),
+        }
+        .encode_to_vec(),
+    ));
     span_bytes.extend(field(9, &attribute));
 
     let scope = InstrumentationScope {
@@ -323,7 +345,14 @@ fn unusual_encodings_read_like_prost() {
     // Spans before the scope; two scope fields (they merge); an unknown field.
     let mut scope_spans = field(2, &span_bytes);
     scope_spans.extend(field(1, &scope.encode_to_vec()));
-    scope_spans.extend(field(1, &InstrumentationScope { version: "9".into(), ..Default::default() }.encode_to_vec()));
+    scope_spans.extend(field(
+        1,
+        &InstrumentationScope {
+            version: "9".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    ));
     scope_spans.extend(field(3, b"https://schema"));
     scope_spans.extend(field(77, b"ignored"));
 
@@ -334,13 +363,23 @@ fn unusual_encodings_read_like_prost() {
     // The resource after its scopes, twice (merging attributes).
     let mut resource_spans = field(2, &scope_spans);
     resource_spans.extend(field(1, &resource.encode_to_vec()));
-    resource_spans.extend(field(1, &Resource { attributes: vec![text("k8s.pod.name", "p")], ..Default::default() }.encode_to_vec()));
+    resource_spans.extend(field(
+        1,
+        &Resource {
+            attributes: vec![text("k8s.pod.name", "p")],
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    ));
     resource_spans.extend(field(2, &[]));
 
     let mut request = field(1, &resource_spans);
     request.extend(field(1, &[]));
     request.extend(field(5, b"unknown"));
-    assert!(check(&request), "the borrowed path declined a valid request");
+    assert!(
+        check(&request),
+        "the borrowed path declined a valid request"
+    );
     assert!(check(&[]), "the borrowed path declined the empty request");
 }
 
