@@ -137,9 +137,10 @@ pub(crate) struct IngestRun {
     pub(crate) wal_syncs: u64,
 }
 
-/// Ingests every body into a fresh store in `dir` exactly as the OTLP/HTTP receiver
-/// does (decode, then [`Ingestor::export`]: validate, columnarize, WAL append with group
-/// commit, head), on one thread, with `in_flight` requests awaiting their sync at once.
+/// Ingests every body into a fresh store in `dir` exactly as the OTLP receivers do
+/// ([`Ingestor::export_encoded`]: decode, validate and columnarize in one pass over the
+/// bytes, WAL append with group commit, head), on one thread, with `in_flight` requests
+/// awaiting their sync at once.
 /// The bodies are owned, as a receiver owns the bytes it read from the socket.
 ///
 /// The store never seals during the run, so no Parquet flush competes for the CPU; the
@@ -176,8 +177,7 @@ pub(crate) fn ingest_all(
             }
             let ingestor = ingestor.clone();
             tasks.spawn(async move {
-                let request = ExportTraceServiceRequest::decode(raw.as_slice())?;
-                let response = ingestor.export(request, Some(raw), "bench").await?;
+                let response = ingestor.export_encoded(raw, "bench").await?;
                 anyhow::ensure!(response.partial_success.is_none(), "spans were rejected");
                 anyhow::Ok(())
             });

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! in process   mesh requests ─► prost decode only        (baseline)
-//!                            └► decode + Ingestor::export (validate, columnarize, WAL)
+//!                            └► Ingestor::export_encoded (decode, validate, columnarize, WAL)
 //! end to end   tracegate loadgen ─OTLP/gRPC─► tracegate serve (durable acks)
 //! freshness    one trace exported ─► polled in trace by id, search and graph
 //! queries      N spans ─► Store (segments) ─► tracegate serve: trace by id, graph

@@ -1,17 +1,16 @@
 //! The OTLP/gRPC receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
 //!
 //! The service is wired by hand rather than through the generated server so that its
-//! codec can keep each request's protobuf bytes: they become the WAL record as they
-//! are, with no re-encoding, and an undecodable body is answered `INVALID_ARGUMENT`
-//! (the generated codec answers `INTERNAL`).
+//! codec can keep each request's protobuf bytes: the spans are read from them in place
+//! ([`Ingestor::export_encoded`]), they become the WAL record as they are, with no
+//! re-encoding, and an undecodable body is answered `INVALID_ARGUMENT` (the generated
+//! codec answers `INTERNAL`).
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
 use bytes::Buf;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{BoxFuture, Service, http};
@@ -23,13 +22,12 @@ use crate::ingest::Ingestor;
 /// The gRPC path of the export method.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
-/// A decoded export request with the bytes it was decoded from.
+/// The protobuf bytes of an export request, decoded by the ingestor.
 struct RawExport {
-    request: ExportTraceServiceRequest,
     raw: Vec<u8>,
 }
 
-/// Decodes requests keeping their bytes; encodes responses with prost.
+/// Keeps requests as bytes; encodes responses with prost.
 #[derive(Default)]
 struct RawExportCodec;
 
@@ -58,10 +56,7 @@ impl Decoder for RawExportDecoder {
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
         let raw = src.copy_to_bytes(src.remaining()).to_vec();
-        let request = ExportTraceServiceRequest::decode(raw.as_slice()).map_err(|e| {
-            Status::invalid_argument(format!("invalid OTLP request: protobuf: {e}"))
-        })?;
-        Ok(Some(RawExport { request, raw }))
+        Ok(Some(RawExport { raw }))
     }
 }
 
@@ -87,9 +82,11 @@ impl UnaryService<RawExport> for Export {
     fn call(&mut self, request: Request<RawExport>) -> Self::Future {
         let ingestor = self.ingestor.clone();
         Box::pin(async move {
-            let RawExport { request, raw } = request.into_inner();
+            let RawExport { raw } = request.into_inner();
+            // An undecodable body is `IngestError::Decode`: INVALID_ARGUMENT, "invalid
+            // OTLP request: protobuf: ...".
             let response = ingestor
-                .export(request, Some(raw), "grpc")
+                .export_encoded(raw, "grpc")
                 .await
                 .map_err(|e| e.to_status())?;
             Ok(Response::new(response))

@@ -9,9 +9,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
 use crate::error::{ErrorKind, IngestError};
@@ -101,11 +99,7 @@ async fn handle(
     };
 
     match format {
-        Format::Protobuf => {
-            let request = ExportTraceServiceRequest::decode(body.as_slice())
-                .map_err(|e| IngestError::Decode(format!("protobuf: {e}")))?;
-            ingestor.export(request, Some(body), "http").await
-        }
+        Format::Protobuf => ingestor.export_encoded(body, "http").await,
         Format::Json => {
             let request = otlp_json::decode_export_request(&body)
                 .map_err(|e| IngestError::Decode(e.to_string()))?;

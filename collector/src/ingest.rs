@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
-use tracegate_storage::{Store, columnarize, without_spans};
+use tracegate_storage::{Columnarized, Store, columnarize, columnarize_encoded, without_spans};
 
 use crate::error::IngestError;
 
@@ -85,6 +85,38 @@ impl Ingestor {
         &self.store
     }
 
+    /// Validates, columnarizes and durably stores the spans of the protobuf
+    /// `ExportTraceServiceRequest` in `raw`, which also becomes the WAL record.
+    /// `protocol` labels the latency metric. Returns once every accepted span is synced
+    /// to the WAL.
+    ///
+    /// The spans are read in place into the columns (see
+    /// [`tracegate_storage::columnarize_encoded`]); a request that path leaves to prost
+    /// (malformed, with rejected spans, ...) is decoded and goes through
+    /// [`Ingestor::export`], so the answers are the same either way.
+    ///
+    /// # Errors
+    /// [`IngestError::Decode`] when `raw` is not a valid request (counted in no
+    /// statistic, as a receiver's own decode failure); storage failures as
+    /// [`Ingestor::export`].
+    pub async fn export_encoded(
+        &self,
+        raw: Vec<u8>,
+        protocol: &'static str,
+    ) -> Result<ExportTraceServiceResponse, IngestError> {
+        let started = Instant::now();
+        let Some(columnarized) = columnarize_encoded(&raw) else {
+            let request = ExportTraceServiceRequest::decode(raw.as_slice())
+                .map_err(|e| IngestError::Decode(format!("protobuf: {e}")))?;
+            return self.export(request, Some(raw), protocol).await;
+        };
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        // Nothing was rejected, so the log record is the request as it came.
+        let result = self.store_columnarized(columnarized, |_| raw).await;
+        self.finish_request(&result, started, protocol);
+        result
+    }
+
     /// Validates, columnarizes and durably stores the spans of `request`. `raw` is the
     /// request's own protobuf encoding when the caller has it, saving a re-encode;
     /// `protocol` labels the latency metric.
@@ -100,7 +132,25 @@ impl Ingestor {
     ) -> Result<ExportTraceServiceResponse, IngestError> {
         let started = Instant::now();
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let result = self.export_inner(request, raw).await;
+        let columnarized = columnarize(&request);
+        // The log holds exactly the accepted spans, so replay needs no validation
+        // decisions of its own.
+        let payload = |rejected: &[(usize, usize, usize)]| match raw {
+            Some(raw) if rejected.is_empty() => raw,
+            _ => without_spans(&request, rejected).encode_to_vec(),
+        };
+        let result = self.store_columnarized(columnarized, payload).await;
+        self.finish_request(&result, started, protocol);
+        result
+    }
+
+    /// Counts a finished request and observes its latency.
+    fn finish_request(
+        &self,
+        result: &Result<ExportTraceServiceResponse, IngestError>,
+        started: Instant,
+        protocol: &'static str,
+    ) {
         if result.is_err() {
             self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
         }
@@ -109,25 +159,20 @@ impl Ingestor {
             .request_seconds
             .get_or_create(&labels)
             .observe(started.elapsed().as_secs_f64());
-        result
     }
 
-    async fn export_inner(
+    /// Logs and stores the accepted spans, then answers with the partial success of
+    /// the rejected ones. `payload` makes the WAL record from the rejected positions.
+    async fn store_columnarized(
         &self,
-        request: ExportTraceServiceRequest,
-        raw: Option<Vec<u8>>,
+        mut columnarized: Columnarized,
+        payload: impl FnOnce(&[(usize, usize, usize)]) -> Vec<u8>,
     ) -> Result<ExportTraceServiceResponse, IngestError> {
-        let columnarized = columnarize(&request);
         let num_rejected = columnarized.num_rejected;
         let num_accepted = columnarized.num_accepted;
 
-        if let Some(batch) = columnarized.batch {
-            // The log holds exactly the accepted spans, so replay needs no validation
-            // decisions of its own.
-            let payload = match raw {
-                Some(raw) if num_rejected == 0 => raw,
-                _ => without_spans(&request, &columnarized.rejected_positions).encode_to_vec(),
-            };
+        if let Some(batch) = columnarized.batch.take() {
+            let payload = payload(&columnarized.rejected_positions);
             self.stats
                 .bytes_received
                 .fetch_add(payload.len() as u64, Ordering::Relaxed);

@@ -14,18 +14,23 @@
 //! replays the WAL into the head, so a crash loses nothing that was acknowledged.
 
 mod columnarize;
+mod columnarize_encoded;
 mod columns;
 mod error;
+mod group_cache;
 mod head;
 mod lookup;
 mod mesh;
 mod reconstruct;
 mod schema;
 mod segment;
+mod span_columns;
 mod store;
 mod wal;
+mod wire;
 
 pub use columnarize::{Columnarized, columnarize, without_spans};
+pub use columnarize_encoded::columnarize_encoded;
 pub use columns::{fixed_binary_column, int8_column, int64_column};
 pub use error::StorageError;
 pub use head::{SealedHead, Tables};
