@@ -36,7 +36,8 @@ pub struct ServeArgs {
     /// Seal the head segment after this many seconds [default: 60].
     #[arg(long, env = "TRACEGATE_MAX_HEAD_AGE_SECONDS")]
     pub max_head_age_seconds: Option<u64>,
-    /// Refuse ingest (retryably) beyond this many bytes of unflushed spans [default:
+    /// Memory budget of the server: unflushed spans may take three quarters of it, beyond
+    /// which ingest is refused (retryably), and a head is sealed at half of that [default:
     /// 1073741824].
     #[arg(long, env = "TRACEGATE_MAX_MEMORY_BYTES")]
     pub max_memory_bytes: Option<usize>,

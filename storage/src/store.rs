@@ -40,13 +40,23 @@ pub struct StoreConfig {
     pub max_head_spans: usize,
     /// Seal the head once its oldest batch is this old.
     pub max_head_age: Duration,
-    /// Refuse appends (retryably) while this many bytes of spans are held in memory.
+    /// Memory budget of the process. Three quarters of it may hold spans not yet in a
+    /// segment (the head and the heads being flushed): beyond that appends are refused
+    /// (retryably), and a head is sealed once it holds half of that share. The last
+    /// quarter is left for everything else: requests being decoded, the service graph,
+    /// queries, the allocator's slack.
     pub max_memory_bytes: usize,
     /// Appends queued for the writer before further ones are refused (retryably).
     pub max_queued_appends: usize,
 }
 
 impl StoreConfig {
+    /// Bytes of unflushed spans allowed in memory: three quarters of
+    /// [`max_memory_bytes`](Self::max_memory_bytes).
+    pub fn span_memory_budget(&self) -> usize {
+        self.max_memory_bytes / 4 * 3
+    }
+
     /// Defaults for a data directory.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -231,10 +241,12 @@ impl Store {
     /// [`StorageError::ShuttingDown`], or the I/O error of a failed sync.
     pub async fn append(&self, payload: Vec<u8>, batch: RecordBatch) -> Result<(), StorageError> {
         let memory = self.shared.memory_bytes.load(Ordering::Relaxed);
-        if memory as usize > self.shared.config.max_memory_bytes {
+        let budget = self.shared.config.span_memory_budget();
+        if memory as usize > budget {
             self.shared.stats.overloads.fetch_add(1, Ordering::Relaxed);
             return Err(StorageError::Overloaded(format!(
-                "{memory} bytes of spans waiting for flush, limit {}",
+                "{memory} bytes of spans waiting for flush, limit {budget} (three quarters \
+                 of the {} byte memory budget)",
                 self.shared.config.max_memory_bytes
             )));
         }
@@ -340,6 +352,8 @@ fn writer_loop(
 ) {
     let mut head_since: Option<Instant> = None;
     let mut head_spans = 0usize;
+    let mut head_bytes = 0usize;
+    let max_head_bytes = shared.config.span_memory_budget() / 2;
     let mut group = Vec::new();
     let mut stopping = false;
     while !stopping {
@@ -394,6 +408,7 @@ fn writer_loop(
                     tracing::debug!(num_records, bytes = group_bytes, "WAL group synced");
                     for (_, batch, done) in group.drain(..) {
                         head_spans += batch.num_rows();
+                        head_bytes += batch.get_array_memory_size();
                         head_since.get_or_insert_with(Instant::now);
                         shared.apply(batch);
                         let _ = done.send(Ok(()));
@@ -409,7 +424,7 @@ fn writer_loop(
         }
 
         let too_old = head_since.is_some_and(|s| s.elapsed() >= shared.config.max_head_age);
-        let too_big = head_spans >= shared.config.max_head_spans;
+        let too_big = head_spans >= shared.config.max_head_spans || head_bytes >= max_head_bytes;
         if too_old || too_big || !seal_waiters.is_empty() {
             let generation = wal.generation();
             match WalFile::create(&wal_dir(shared), generation + 1) {
@@ -431,6 +446,7 @@ fn writer_loop(
             shared.stats.seals.fetch_add(1, Ordering::Relaxed);
             head_since = None;
             head_spans = 0;
+            head_bytes = 0;
             let mut waiters = seal_waiters.into_iter().flatten();
             let first_waiter = waiters.next();
             let _ = flusher.send((sealed, first_waiter));
