@@ -6,15 +6,16 @@
 //! a sparse index: finding a trace reads one row group, usually one page of it.
 
 use std::fs::{self, File};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::take_record_batch;
-use arrow::compute::{SortColumn, concat_batches, filter_record_batch, lexsort_to_indices};
-use parquet::arrow::ArrowWriter;
+use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, PageIndexPolicy};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
@@ -241,21 +242,67 @@ impl Segment {
         if row_groups.is_empty() {
             return Ok(Vec::new());
         }
-        let selection = self.pages_holding(&row_groups, trace_id);
-        let mut out = Vec::new();
-        for batch in self.read_selected(Some(row_groups), selection)? {
+        let parquet = self.metadata.metadata();
+        let num_rows: usize = row_groups
+            .iter()
+            .map(|&rg| usize::try_from(parquet.row_group(rg).num_rows()).unwrap_or(0))
+            .sum();
+        let candidates = self
+            .pages_holding(&row_groups, trace_id)
+            .unwrap_or_else(|| vec![0..num_rows]);
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Two passes: the trace-id column alone finds the trace's exact rows, then every
+        // column decodes only those, instead of a page's worth of rows of every column
+        // that is filtered afterwards.
+        let rows = self.rows_of_trace(&row_groups, &candidates, num_rows, trace_id)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let selection = RowSelection::from_consecutive_ranges(rows.into_iter(), num_rows);
+        self.read_selected(Some(row_groups), Some(selection), None)
+    }
+
+    /// The rows (numbered over `row_groups`, as `candidates` are) holding `trace_id`,
+    /// from reading the trace-id column of the `candidates` rows.
+    fn rows_of_trace(
+        &self,
+        row_groups: &[usize],
+        candidates: &[Range<usize>],
+        num_rows: usize,
+        trace_id: &[u8],
+    ) -> Result<Vec<Range<usize>>, StorageError> {
+        let selection = RowSelection::from_consecutive_ranges(candidates.iter().cloned(), num_rows);
+        let projection = ProjectionMask::leaves(
+            self.metadata.metadata().file_metadata().schema_descr(),
+            [self.trace_column],
+        );
+        let batches =
+            self.read_selected(Some(row_groups.to_vec()), Some(selection), Some(projection))?;
+        let mut positions = candidates.iter().flat_map(Clone::clone);
+        let mut rows: Vec<Range<usize>> = Vec::new();
+        for batch in batches {
             let ids = batch
-                .column_by_name(col::TRACE_ID)
-                .and_then(|c| c.as_fixed_size_binary_opt())
+                .column(0)
+                .as_fixed_size_binary_opt()
                 .ok_or_else(|| StorageError::schema(col::TRACE_ID, "fixed-size binary"))?;
-            let mask: BooleanArray = (0..ids.len())
-                .map(|i| Some(ids.value(i) == trace_id))
-                .collect();
-            if mask.true_count() > 0 {
-                out.push(filter_record_batch(&batch, &mask)?);
+            for i in 0..ids.len() {
+                let row = positions.next().ok_or_else(|| {
+                    StorageError::Corrupt(format!(
+                        "{}: more trace ids than selected rows",
+                        self.path.display()
+                    ))
+                })?;
+                if ids.value(i) == trace_id {
+                    match rows.last_mut() {
+                        Some(last) if last.end == row => last.end = row + 1,
+                        _ => rows.push(row..row + 1),
+                    }
+                }
             }
         }
-        Ok(out)
+        Ok(rows)
     }
 
     /// The row groups whose trace-id bloom filter may hold `trace_id` (all of them when
@@ -286,9 +333,10 @@ impl Segment {
         Ok(kept)
     }
 
-    /// The rows of `row_groups` (in that order) on pages whose trace-id range holds
-    /// `trace_id`, from the page index; `None` when the file has no page index.
-    fn pages_holding(&self, row_groups: &[usize], trace_id: &[u8]) -> Option<RowSelection> {
+    /// The rows of `row_groups` (numbered over them, in that order) on pages whose
+    /// trace-id range holds `trace_id`, from the page index; `None` when the file has no
+    /// page index.
+    fn pages_holding(&self, row_groups: &[usize], trace_id: &[u8]) -> Option<Vec<Range<usize>>> {
         let parquet = self.metadata.metadata();
         let column_index = parquet.column_index()?;
         let offset_index = parquet.offset_index()?;
@@ -319,10 +367,7 @@ impl Segment {
             }
             first_row_of_group += num_rows;
         }
-        Some(RowSelection::from_consecutive_ranges(
-            ranges.into_iter(),
-            first_row_of_group,
-        ))
+        Some(ranges)
     }
 
     /// Reads whole row groups (all of them when `row_groups` is `None`).
@@ -330,13 +375,14 @@ impl Segment {
     /// # Errors
     /// When the file cannot be read.
     pub fn read(&self, row_groups: Option<Vec<usize>>) -> Result<Vec<RecordBatch>, StorageError> {
-        self.read_selected(row_groups, None)
+        self.read_selected(row_groups, None, None)
     }
 
     fn read_selected(
         &self,
         row_groups: Option<Vec<usize>>,
         selection: Option<RowSelection>,
+        projection: Option<ProjectionMask>,
     ) -> Result<Vec<RecordBatch>, StorageError> {
         let parquet_err = |source| StorageError::Parquet {
             path: self.path.clone(),
@@ -351,6 +397,9 @@ impl Segment {
         }
         if let Some(row_groups) = row_groups {
             builder = builder.with_row_groups(row_groups);
+        }
+        if let Some(projection) = projection {
+            builder = builder.with_projection(projection);
         }
         let reader = builder.build().map_err(parquet_err)?;
         let mut out = Vec::new();
@@ -508,12 +557,9 @@ mod tests {
                 .sum();
             assert_eq!(found, 4, "trace at row {row}");
             let groups: Vec<usize> = (0..segment.row_groups.len()).collect();
-            let selection = segment.pages_holding(&groups, id).expect("a page index");
-            assert!(
-                selection.row_count() <= 2 * PAGE_ROWS,
-                "{} rows",
-                selection.row_count()
-            );
+            let pages = segment.pages_holding(&groups, id).expect("a page index");
+            let rows: usize = pages.iter().map(ExactSizeIterator::len).sum();
+            assert!(rows <= 2 * PAGE_ROWS, "{rows} rows");
         }
         assert!(
             segment
