@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::kernels::numeric::{add_wrapping, sub_wrapping};
 use arrow::compute::take_record_batch;
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices};
+use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
@@ -24,7 +26,7 @@ use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
 
 use crate::error::StorageError;
-use crate::schema::{col, span_schema};
+use crate::schema::{col, segment_schema, span_schema};
 use crate::wal::sync_dir;
 
 const MIN_START_KEY: &str = "tracegate.min_start_unix_nano";
@@ -53,7 +55,7 @@ const WIDE_COLUMNS: [(&str, usize); 5] = [
     (col::SPAN_ID, 8),
     (col::PARENT_SPAN_ID, 8),
     (col::START, 8),
-    (col::END, 8),
+    (col::DURATION, 8),
 ];
 /// zstd level of the wide columns: random ids and nanosecond timestamps, where levels
 /// above 3 gain little (level 6: 0.08 bytes per span less than level 3, level 19: 0.25
@@ -81,6 +83,7 @@ pub struct Segment {
     max_end_unix_nano: i64,
     row_groups: Vec<RowGroupRange>,
     trace_column: usize,
+    stores_duration: bool,
     metadata: ArrowReaderMetadata,
 }
 
@@ -104,6 +107,7 @@ impl Segment {
         let tmp = dir.join(format!("{}.tmp", segment_file_name(generation)));
         let sorted = sort_by_trace(batches)?;
         let (min_start, max_end) = time_range(&sorted);
+        let stored = with_duration(&sorted)?;
 
         let props = writer_properties(min_start, max_end);
         let file = File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
@@ -112,8 +116,8 @@ impl Segment {
             source,
         };
         let mut writer =
-            ArrowWriter::try_new(file, span_schema(), Some(props)).map_err(parquet_err)?;
-        writer.write(&sorted).map_err(parquet_err)?;
+            ArrowWriter::try_new(file, segment_schema(), Some(props)).map_err(parquet_err)?;
+        writer.write(&stored).map_err(parquet_err)?;
         let file = writer.into_inner().map_err(parquet_err)?;
         file.sync_all()
             .map_err(|e| StorageError::io("sync", &tmp, e))?;
@@ -160,6 +164,11 @@ impl Segment {
             .iter()
             .position(|c| c.name() == col::TRACE_ID)
             .ok_or_else(|| StorageError::schema(col::TRACE_ID, "in the segment"))?;
+        let stores_duration = file_meta
+            .schema_descr()
+            .columns()
+            .iter()
+            .any(|c| c.name() == col::DURATION);
         let mut row_groups = Vec::with_capacity(parquet.num_row_groups());
         for rg in parquet.row_groups() {
             let range = match rg.column(trace_column).statistics() {
@@ -187,6 +196,7 @@ impl Segment {
             max_end_unix_nano: read_key(MAX_END_KEY).unwrap_or(i64::MAX),
             row_groups,
             trace_column,
+            stores_duration,
             metadata,
         })
     }
@@ -199,6 +209,14 @@ impl Segment {
     /// The generation: the last WAL generation whose spans this segment holds.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// True when the file stores durations ([`segment_schema`]) rather than ends (the
+    /// span schema, as segments written before durations were). [`Segment::read`] and
+    /// [`Segment::read_trace`] return the span schema either way; other readers of the
+    /// file must add the end themselves.
+    pub fn stores_duration(&self) -> bool {
+        self.stores_duration
     }
 
     /// Number of spans stored.
@@ -249,7 +267,7 @@ impl Segment {
             .sum();
         let candidates = self
             .pages_holding(&row_groups, trace_id)
-            .unwrap_or_else(|| vec![0..num_rows]);
+            .unwrap_or_else(|| std::iter::once(0..num_rows).collect());
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
@@ -404,7 +422,7 @@ impl Segment {
         let reader = builder.build().map_err(parquet_err)?;
         let mut out = Vec::new();
         for batch in reader {
-            out.push(batch?);
+            out.push(with_end(batch?)?);
         }
         Ok(out)
     }
@@ -428,12 +446,12 @@ fn writer_properties(min_start: i64, max_end: i64) -> WriterProperties {
         .set_column_bloom_filter_enabled(ColumnPath::from(col::TRACE_ID), true)
         .set_column_bloom_filter_fpp(ColumnPath::from(col::TRACE_ID), BLOOM_FPP)
         .set_column_bloom_filter_max_ndv(ColumnPath::from(col::TRACE_ID), BLOOM_NDV)
-        // Timestamps are unique per span: a dictionary attempt only adds a fallback
-        // page. Split into byte streams, the slowly changing high bytes compress to
-        // almost nothing (3.4 instead of 5.5 bytes per timestamp on the demo mesh;
-        // DELTA_BINARY_PACKED took 5.2, as every trace boundary jumps by minutes).
+        // Split into byte streams, the slowly changing high bytes of the start and the
+        // zero high bytes of the duration compress to almost nothing (3.5 and 3.1 bytes
+        // per span on the demo mesh, against 3.7 and 3.4 plain; DELTA_BINARY_PACKED
+        // took 5.2 for the start, as every trace boundary jumps by minutes).
         .set_column_encoding(ColumnPath::from(col::START), Encoding::BYTE_STREAM_SPLIT)
-        .set_column_encoding(ColumnPath::from(col::END), Encoding::BYTE_STREAM_SPLIT)
+        .set_column_encoding(ColumnPath::from(col::DURATION), Encoding::BYTE_STREAM_SPLIT)
         .set_key_value_metadata(Some(vec![
             KeyValue::new(MIN_START_KEY.to_string(), min_start.to_string()),
             KeyValue::new(MAX_END_KEY.to_string(), max_end.to_string()),
@@ -471,6 +489,47 @@ fn sort_by_trace(batches: &[RecordBatch]) -> Result<RecordBatch, StorageError> {
         None,
     )?;
     Ok(take_record_batch(&all, &indices)?)
+}
+
+/// The span batch as a segment stores it: the end replaced by the duration, in
+/// [`segment_schema`].
+fn with_duration(batch: &RecordBatch) -> Result<RecordBatch, StorageError> {
+    let int64 = |name: &str| {
+        batch
+            .column_by_name(name)
+            .filter(|c| c.data_type() == &DataType::Int64)
+            .ok_or_else(|| StorageError::schema(name, "Int64"))
+    };
+    let duration = sub_wrapping(int64(col::END)?, int64(col::START)?)?;
+    let mut columns = batch.columns().to_vec();
+    columns[batch.schema().index_of(col::END)?] = duration;
+    Ok(RecordBatch::try_new(segment_schema(), columns)?)
+}
+
+/// A batch read from a segment in the span schema again: the end from the start and
+/// the duration. A batch without a duration (a projection without it, or a segment
+/// written before segments stored durations) is returned as it is.
+fn with_end(batch: RecordBatch) -> Result<RecordBatch, StorageError> {
+    let schema = batch.schema();
+    let Ok(index) = schema.index_of(col::DURATION) else {
+        return Ok(batch);
+    };
+    let start = batch
+        .column_by_name(col::START)
+        .filter(|c| c.data_type() == &DataType::Int64)
+        .ok_or_else(|| StorageError::schema(col::START, "read with the duration"))?;
+    let end = add_wrapping(start, batch.column(index))?;
+    let mut fields = schema.fields().to_vec();
+    fields[index] = Arc::new(Field::new(col::END, DataType::Int64, false));
+    let mut columns = batch.columns().to_vec();
+    columns[index] = end;
+    let span = span_schema();
+    let schema = if fields == span.fields().to_vec() {
+        span
+    } else {
+        Arc::new(Schema::new(fields))
+    };
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// The earliest start and latest end of a span batch.
@@ -567,6 +626,101 @@ mod tests {
                 .unwrap()
                 .iter()
                 .all(|b| b.num_rows() == 0)
+        );
+    }
+
+    /// `batch(num_traces)` with ends of every kind a u64 end can become: after the
+    /// start, before it, and at both ends of the i64 range.
+    fn batch_with_odd_ends(num_traces: u64) -> RecordBatch {
+        let input = batch(num_traces);
+        let start = input
+            .column_by_name(col::START)
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        let ends: arrow::array::Int64Array = (0..start.len())
+            .map(|row| match row % 4 {
+                0 => start.value(row) + 1_234_567,
+                1 => start.value(row) - 5,
+                2 => i64::MAX,
+                _ => i64::MIN,
+            })
+            .map(Some)
+            .collect();
+        let mut columns = input.columns().to_vec();
+        columns[input.schema().index_of(col::END).unwrap()] = Arc::new(ends);
+        RecordBatch::try_new(input.schema(), columns).unwrap()
+    }
+
+    /// Span id to end, over `batches`.
+    fn ends_by_span(batches: &[RecordBatch]) -> std::collections::HashMap<Vec<u8>, i64> {
+        let mut out = std::collections::HashMap::new();
+        for batch in batches {
+            let ids = batch
+                .column_by_name(col::SPAN_ID)
+                .unwrap()
+                .as_fixed_size_binary();
+            let ends = batch
+                .column_by_name(col::END)
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int64Type>();
+            for row in 0..batch.num_rows() {
+                out.insert(ids.value(row).to_vec(), ends.value(row));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn segments_store_durations_and_give_back_every_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = batch_with_odd_ends(500);
+        let segment = Segment::write(dir.path(), 1, std::slice::from_ref(&input)).unwrap();
+        assert!(segment.stores_duration());
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(File::open(segment.path()).unwrap()).unwrap();
+        let file_schema = Arc::clone(reader.schema());
+        assert!(file_schema.index_of(col::DURATION).is_ok());
+        assert!(file_schema.index_of(col::END).is_err());
+
+        let read = segment.read(None).unwrap();
+        assert!(
+            read.iter()
+                .all(|b| b.schema().fields() == span_schema().fields())
+        );
+        assert_eq!(
+            ends_by_span(&read),
+            ends_by_span(std::slice::from_ref(&input))
+        );
+
+        let trace = input
+            .column_by_name(col::TRACE_ID)
+            .unwrap()
+            .as_fixed_size_binary()
+            .value(0)
+            .to_vec();
+        let found = segment.read_trace(&trace).unwrap();
+        let found = ends_by_span(&found);
+        assert_eq!(found.len(), 4);
+        let all = ends_by_span(std::slice::from_ref(&input));
+        assert!(found.iter().all(|(id, end)| all[id] == *end));
+    }
+
+    #[test]
+    fn segments_that_store_ends_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = batch_with_odd_ends(100);
+        let path = dir.path().join(segment_file_name(7));
+        let mut writer =
+            ArrowWriter::try_new(File::create(&path).unwrap(), span_schema(), None).unwrap();
+        writer.write(&input).unwrap();
+        writer.close().unwrap();
+
+        let segment = Segment::open(&path).unwrap();
+        assert!(!segment.stores_duration());
+        let read = segment.read(None).unwrap();
+        assert_eq!(
+            ends_by_span(&read),
+            ends_by_span(std::slice::from_ref(&input))
         );
     }
 }
