@@ -44,10 +44,10 @@ const PAGE_ROWS: usize = 4096;
 /// Rows per data page of every other column (at most; pages are cut at write-batch
 /// boundaries). These columns hold a few bits per span, so a 4096-row page is mostly
 /// page header, levels and compression frame, and zstd sees too little of it to find
-/// repeats. On a 1M-span demo-mesh segment they took 2.27 bytes per span with 4096-row
-/// pages, 1.49 with 16384 and 1.33 with 32768 (plus 0.02 less offset index), while a
-/// lookup decodes some more kilobytes of them.
-const NARROW_PAGE_ROWS: usize = 8 * PAGE_ROWS;
+/// repeats. On the 2M-span benchmark segments (zstd 6) they took 2.35 bytes per span
+/// with 4096-row pages, 1.59 with 16384 and 1.41 with 32768; a trace lookup, which
+/// decompresses one page of each, took 1.83, 1.91 and 2.03 ms.
+const NARROW_PAGE_ROWS: usize = 4 * PAGE_ROWS;
 /// The wide columns (fixed 8 or 16 bytes a value, no dictionary) with their value width.
 /// Their pages are cut by size at [`PAGE_ROWS`] values, since the row limit is per file.
 const WIDE_COLUMNS: [(&str, usize); 5] = [
@@ -57,13 +57,14 @@ const WIDE_COLUMNS: [(&str, usize); 5] = [
     (col::START, 8),
     (col::DURATION, 8),
 ];
-/// zstd level of the wide columns: random ids and nanosecond timestamps, where levels
-/// above 3 gain little (level 6: 0.08 bytes per span less than level 3, level 19: 0.25
-/// less but over ten times the flush time).
-const WIDE_ZSTD_LEVEL: i32 = 6;
-/// zstd level of the other columns: they are a small part of the flush work, and a
-/// higher level still finds repeats in their bit-packed dictionary indices.
-const NARROW_ZSTD_LEVEL: i32 = 12;
+/// zstd level of the wide columns: random ids and the random low bytes of nanosecond
+/// times, where higher levels gain little for most of the flush time (level 6: 0.08
+/// bytes per span less for 15% more flush time; level 19: 0.25 less, ten times slower).
+const WIDE_ZSTD_LEVEL: i32 = 3;
+/// zstd level of the other columns, a small part of the flush work: level 6 took 0.20
+/// bytes per span off level 3 for 5% more flush time (level 12: 0.10 more off, 70%
+/// more time).
+const NARROW_ZSTD_LEVEL: i32 = 6;
 
 /// The trace-id range of one row group.
 #[derive(Debug, Clone, PartialEq, Eq)]
