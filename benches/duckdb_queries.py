@@ -18,11 +18,12 @@ import duckdb
 # Callers are CLIENT (3) and PRODUCER (4) spans; callees SERVER (2) and CONSUMER (5),
 # the same pairing tracegate's graph makes. status_code 2 is ERROR; an edge call is in
 # error when either side is. Latencies are the caller's (client) and the callee's
-# (server) durations in milliseconds.
+# (server) durations in milliseconds; segment files store each span's duration (the
+# end is start + duration).
 GRAPH_SQL = """
 WITH spans AS (
     SELECT trace_id, span_id, parent_span_id, kind, status_code, service,
-           (end_unix_nano - start_unix_nano) / 1e6 AS duration_ms
+           duration_nano / 1e6 AS duration_ms
     FROM read_parquet($glob)
 )
 SELECT c.service AS source,

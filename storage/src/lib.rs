@@ -37,7 +37,9 @@ pub use head::{SealedHead, Tables};
 pub use lookup::find_trace;
 pub use mesh::{PEER_KEYS, ResourceMesh, UNKNOWN_SERVICE, virtual_peer};
 pub use reconstruct::{DictStr, SpanRows, to_resource_spans};
-pub use schema::{INT_ATTRIBUTE_COLUMNS, STRING_ATTRIBUTE_COLUMNS, col, span_schema};
+pub use schema::{
+    INT_ATTRIBUTE_COLUMNS, STRING_ATTRIBUTE_COLUMNS, col, segment_schema, span_schema,
+};
 pub use segment::Segment;
 pub use store::{CommitObserver, ReplayReport, Store, StoreConfig, StoreStats};
 pub use wal::{ReplayedFile, WalFile, list_generations, replay_file};

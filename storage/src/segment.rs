@@ -6,15 +6,18 @@
 //! a sparse index: finding a trace reads one row group, usually one page of it.
 
 use std::fs::{self, File};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::kernels::numeric::{add_wrapping, sub_wrapping};
 use arrow::compute::take_record_batch;
-use arrow::compute::{SortColumn, concat_batches, filter_record_batch, lexsort_to_indices};
-use parquet::arrow::ArrowWriter;
+use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices};
+use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, PageIndexPolicy};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
@@ -23,7 +26,7 @@ use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
 
 use crate::error::StorageError;
-use crate::schema::{col, span_schema};
+use crate::schema::{col, segment_schema, span_schema};
 use crate::wal::sync_dir;
 
 const MIN_START_KEY: &str = "tracegate.min_start_unix_nano";
@@ -35,8 +38,33 @@ const ROW_GROUP_ROWS: usize = 128 * 1024;
 const BLOOM_FPP: f64 = 0.05;
 /// Distinct trace ids a row group's bloom filter is sized for (a trace has a few spans).
 const BLOOM_NDV: u64 = (ROW_GROUP_ROWS / 4) as u64;
-/// Rows per data page (at most; pages are cut at write-batch boundaries).
+/// Rows per data page of the wide id and timestamp columns, which a trace lookup reads
+/// through the page index: small pages keep that read to a few thousand rows.
 const PAGE_ROWS: usize = 4096;
+/// Rows per data page of every other column (at most; pages are cut at write-batch
+/// boundaries). These columns hold a few bits per span, so a 4096-row page is mostly
+/// page header, levels and compression frame, and zstd sees too little of it to find
+/// repeats. On the 2M-span benchmark segments (zstd 6) they took 2.35 bytes per span
+/// with 4096-row pages, 1.59 with 16384 and 1.41 with 32768; a trace lookup, which
+/// decompresses one page of each, took 1.83, 1.91 and 2.03 ms.
+const NARROW_PAGE_ROWS: usize = 4 * PAGE_ROWS;
+/// The wide columns (fixed 8 or 16 bytes a value, no dictionary) with their value width.
+/// Their pages are cut by size at [`PAGE_ROWS`] values, since the row limit is per file.
+const WIDE_COLUMNS: [(&str, usize); 5] = [
+    (col::TRACE_ID, 16),
+    (col::SPAN_ID, 8),
+    (col::PARENT_SPAN_ID, 8),
+    (col::START, 8),
+    (col::DURATION, 8),
+];
+/// zstd level of the wide columns: random ids and the random low bytes of nanosecond
+/// times, where higher levels gain little for most of the flush time (level 6: 0.08
+/// bytes per span less for 15% more flush time; level 19: 0.25 less, ten times slower).
+const WIDE_ZSTD_LEVEL: i32 = 3;
+/// zstd level of the other columns, a small part of the flush work: level 6 took 0.20
+/// bytes per span off level 3 for 5% more flush time (level 12: 0.10 more off, 70%
+/// more time).
+const NARROW_ZSTD_LEVEL: i32 = 6;
 
 /// The trace-id range of one row group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +84,7 @@ pub struct Segment {
     max_end_unix_nano: i64,
     row_groups: Vec<RowGroupRange>,
     trace_column: usize,
+    stores_duration: bool,
     metadata: ArrowReaderMetadata,
 }
 
@@ -79,43 +108,17 @@ impl Segment {
         let tmp = dir.join(format!("{}.tmp", segment_file_name(generation)));
         let sorted = sort_by_trace(batches)?;
         let (min_start, max_end) = time_range(&sorted);
+        let stored = with_duration(&sorted)?;
 
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).expect("valid level"),
-            ))
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            // Small pages, so that the page index narrows a trace lookup to a few
-            // thousand rows of each column rather than a whole row group.
-            .set_data_page_row_count_limit(PAGE_ROWS)
-            // Trace ids are random, so every segment's row groups span the whole id
-            // range; a bloom filter lets a lookup skip the segments without the trace.
-            .set_column_bloom_filter_enabled(ColumnPath::from(col::TRACE_ID), true)
-            .set_column_bloom_filter_fpp(ColumnPath::from(col::TRACE_ID), BLOOM_FPP)
-            .set_column_bloom_filter_max_ndv(ColumnPath::from(col::TRACE_ID), BLOOM_NDV)
-            .set_column_dictionary_enabled(ColumnPath::from(col::SPAN_ID), false)
-            .set_column_dictionary_enabled(ColumnPath::from(col::PARENT_SPAN_ID), false)
-            // Timestamps are unique per span: a dictionary attempt only adds a fallback
-            // page. Split into byte streams, the slowly changing high bytes compress to
-            // almost nothing (3.4 instead of 5.5 bytes per timestamp on the demo mesh).
-            .set_column_dictionary_enabled(ColumnPath::from(col::START), false)
-            .set_column_dictionary_enabled(ColumnPath::from(col::END), false)
-            .set_column_encoding(ColumnPath::from(col::START), Encoding::BYTE_STREAM_SPLIT)
-            .set_column_encoding(ColumnPath::from(col::END), Encoding::BYTE_STREAM_SPLIT)
-            .set_key_value_metadata(Some(vec![
-                KeyValue::new(MIN_START_KEY.to_string(), min_start.to_string()),
-                KeyValue::new(MAX_END_KEY.to_string(), max_end.to_string()),
-            ]))
-            .build();
+        let props = writer_properties(min_start, max_end);
         let file = File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
         let parquet_err = |source| StorageError::Parquet {
             path: tmp.clone(),
             source,
         };
         let mut writer =
-            ArrowWriter::try_new(file, span_schema(), Some(props)).map_err(parquet_err)?;
-        writer.write(&sorted).map_err(parquet_err)?;
+            ArrowWriter::try_new(file, segment_schema(), Some(props)).map_err(parquet_err)?;
+        writer.write(&stored).map_err(parquet_err)?;
         let file = writer.into_inner().map_err(parquet_err)?;
         file.sync_all()
             .map_err(|e| StorageError::io("sync", &tmp, e))?;
@@ -162,6 +165,11 @@ impl Segment {
             .iter()
             .position(|c| c.name() == col::TRACE_ID)
             .ok_or_else(|| StorageError::schema(col::TRACE_ID, "in the segment"))?;
+        let stores_duration = file_meta
+            .schema_descr()
+            .columns()
+            .iter()
+            .any(|c| c.name() == col::DURATION);
         let mut row_groups = Vec::with_capacity(parquet.num_row_groups());
         for rg in parquet.row_groups() {
             let range = match rg.column(trace_column).statistics() {
@@ -189,6 +197,7 @@ impl Segment {
             max_end_unix_nano: read_key(MAX_END_KEY).unwrap_or(i64::MAX),
             row_groups,
             trace_column,
+            stores_duration,
             metadata,
         })
     }
@@ -201,6 +210,14 @@ impl Segment {
     /// The generation: the last WAL generation whose spans this segment holds.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// True when the file stores durations ([`segment_schema`]) rather than ends (the
+    /// span schema, as segments written before durations were). [`Segment::read`] and
+    /// [`Segment::read_trace`] return the span schema either way; other readers of the
+    /// file must add the end themselves.
+    pub fn stores_duration(&self) -> bool {
+        self.stores_duration
     }
 
     /// Number of spans stored.
@@ -244,21 +261,67 @@ impl Segment {
         if row_groups.is_empty() {
             return Ok(Vec::new());
         }
-        let selection = self.pages_holding(&row_groups, trace_id);
-        let mut out = Vec::new();
-        for batch in self.read_selected(Some(row_groups), selection)? {
+        let parquet = self.metadata.metadata();
+        let num_rows: usize = row_groups
+            .iter()
+            .map(|&rg| usize::try_from(parquet.row_group(rg).num_rows()).unwrap_or(0))
+            .sum();
+        let candidates = self
+            .pages_holding(&row_groups, trace_id)
+            .unwrap_or_else(|| std::iter::once(0..num_rows).collect());
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Two passes: the trace-id column alone finds the trace's exact rows, then every
+        // column decodes only those, instead of a page's worth of rows of every column
+        // that is filtered afterwards.
+        let rows = self.rows_of_trace(&row_groups, &candidates, num_rows, trace_id)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let selection = RowSelection::from_consecutive_ranges(rows.into_iter(), num_rows);
+        self.read_selected(Some(row_groups), Some(selection), None)
+    }
+
+    /// The rows (numbered over `row_groups`, as `candidates` are) holding `trace_id`,
+    /// from reading the trace-id column of the `candidates` rows.
+    fn rows_of_trace(
+        &self,
+        row_groups: &[usize],
+        candidates: &[Range<usize>],
+        num_rows: usize,
+        trace_id: &[u8],
+    ) -> Result<Vec<Range<usize>>, StorageError> {
+        let selection = RowSelection::from_consecutive_ranges(candidates.iter().cloned(), num_rows);
+        let projection = ProjectionMask::leaves(
+            self.metadata.metadata().file_metadata().schema_descr(),
+            [self.trace_column],
+        );
+        let batches =
+            self.read_selected(Some(row_groups.to_vec()), Some(selection), Some(projection))?;
+        let mut positions = candidates.iter().flat_map(Clone::clone);
+        let mut rows: Vec<Range<usize>> = Vec::new();
+        for batch in batches {
             let ids = batch
-                .column_by_name(col::TRACE_ID)
-                .and_then(|c| c.as_fixed_size_binary_opt())
+                .column(0)
+                .as_fixed_size_binary_opt()
                 .ok_or_else(|| StorageError::schema(col::TRACE_ID, "fixed-size binary"))?;
-            let mask: BooleanArray = (0..ids.len())
-                .map(|i| Some(ids.value(i) == trace_id))
-                .collect();
-            if mask.true_count() > 0 {
-                out.push(filter_record_batch(&batch, &mask)?);
+            for i in 0..ids.len() {
+                let row = positions.next().ok_or_else(|| {
+                    StorageError::Corrupt(format!(
+                        "{}: more trace ids than selected rows",
+                        self.path.display()
+                    ))
+                })?;
+                if ids.value(i) == trace_id {
+                    match rows.last_mut() {
+                        Some(last) if last.end == row => last.end = row + 1,
+                        _ => rows.push(row..row + 1),
+                    }
+                }
             }
         }
-        Ok(out)
+        Ok(rows)
     }
 
     /// The row groups whose trace-id bloom filter may hold `trace_id` (all of them when
@@ -289,9 +352,10 @@ impl Segment {
         Ok(kept)
     }
 
-    /// The rows of `row_groups` (in that order) on pages whose trace-id range holds
-    /// `trace_id`, from the page index; `None` when the file has no page index.
-    fn pages_holding(&self, row_groups: &[usize], trace_id: &[u8]) -> Option<RowSelection> {
+    /// The rows of `row_groups` (numbered over them, in that order) on pages whose
+    /// trace-id range holds `trace_id`, from the page index; `None` when the file has no
+    /// page index.
+    fn pages_holding(&self, row_groups: &[usize], trace_id: &[u8]) -> Option<Vec<Range<usize>>> {
         let parquet = self.metadata.metadata();
         let column_index = parquet.column_index()?;
         let offset_index = parquet.offset_index()?;
@@ -322,10 +386,7 @@ impl Segment {
             }
             first_row_of_group += num_rows;
         }
-        Some(RowSelection::from_consecutive_ranges(
-            ranges.into_iter(),
-            first_row_of_group,
-        ))
+        Some(ranges)
     }
 
     /// Reads whole row groups (all of them when `row_groups` is `None`).
@@ -333,13 +394,14 @@ impl Segment {
     /// # Errors
     /// When the file cannot be read.
     pub fn read(&self, row_groups: Option<Vec<usize>>) -> Result<Vec<RecordBatch>, StorageError> {
-        self.read_selected(row_groups, None)
+        self.read_selected(row_groups, None, None)
     }
 
     fn read_selected(
         &self,
         row_groups: Option<Vec<usize>>,
         selection: Option<RowSelection>,
+        projection: Option<ProjectionMask>,
     ) -> Result<Vec<RecordBatch>, StorageError> {
         let parquet_err = |source| StorageError::Parquet {
             path: self.path.clone(),
@@ -355,13 +417,55 @@ impl Segment {
         if let Some(row_groups) = row_groups {
             builder = builder.with_row_groups(row_groups);
         }
+        if let Some(projection) = projection {
+            builder = builder.with_projection(projection);
+        }
         let reader = builder.build().map_err(parquet_err)?;
         let mut out = Vec::new();
         for batch in reader {
-            out.push(batch?);
+            out.push(with_end(batch?)?);
         }
         Ok(out)
     }
+}
+
+/// How segments are written: see the constants above for the measured reasons.
+fn writer_properties(min_start: i64, max_end: i64) -> WriterProperties {
+    let zstd = |level| Compression::ZSTD(ZstdLevel::try_new(level).expect("valid level"));
+    let mut builder = WriterProperties::builder()
+        .set_compression(zstd(NARROW_ZSTD_LEVEL))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        // Row-group statistics for every column, page statistics (the column index) only
+        // for the trace id: rows are sorted by trace id, so any other column's page
+        // min/max spans about the whole segment and prunes nothing, and their column
+        // index cost 0.27 bytes per span.
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_column_statistics_enabled(ColumnPath::from(col::TRACE_ID), EnabledStatistics::Page)
+        .set_data_page_row_count_limit(NARROW_PAGE_ROWS)
+        // Trace ids are random, so every segment's row groups span the whole id
+        // range; a bloom filter lets a lookup skip the segments without the trace.
+        .set_column_bloom_filter_enabled(ColumnPath::from(col::TRACE_ID), true)
+        .set_column_bloom_filter_fpp(ColumnPath::from(col::TRACE_ID), BLOOM_FPP)
+        .set_column_bloom_filter_max_ndv(ColumnPath::from(col::TRACE_ID), BLOOM_NDV)
+        // Split into byte streams, the slowly changing high bytes of the start and the
+        // zero high bytes of the duration compress to almost nothing (3.5 and 3.1 bytes
+        // per span on the demo mesh, against 3.7 and 3.4 plain; DELTA_BINARY_PACKED
+        // took 5.2 for the start, as every trace boundary jumps by minutes).
+        .set_column_encoding(ColumnPath::from(col::START), Encoding::BYTE_STREAM_SPLIT)
+        .set_column_encoding(ColumnPath::from(col::DURATION), Encoding::BYTE_STREAM_SPLIT)
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(MIN_START_KEY.to_string(), min_start.to_string()),
+            KeyValue::new(MAX_END_KEY.to_string(), max_end.to_string()),
+        ]));
+    for (name, width) in WIDE_COLUMNS {
+        // Ids are random and timestamps unique: no dictionary, which also keeps the page
+        // size limit a limit on values, so that pages hold PAGE_ROWS of them.
+        builder = builder
+            .set_column_dictionary_enabled(ColumnPath::from(name), false)
+            .set_column_data_page_size_limit(ColumnPath::from(name), width * PAGE_ROWS)
+            .set_column_compression(ColumnPath::from(name), zstd(WIDE_ZSTD_LEVEL));
+    }
+    builder.build()
 }
 
 /// Concatenates batches and sorts them by trace id, then start time.
@@ -386,6 +490,47 @@ fn sort_by_trace(batches: &[RecordBatch]) -> Result<RecordBatch, StorageError> {
         None,
     )?;
     Ok(take_record_batch(&all, &indices)?)
+}
+
+/// The span batch as a segment stores it: the end replaced by the duration, in
+/// [`segment_schema`].
+fn with_duration(batch: &RecordBatch) -> Result<RecordBatch, StorageError> {
+    let int64 = |name: &str| {
+        batch
+            .column_by_name(name)
+            .filter(|c| c.data_type() == &DataType::Int64)
+            .ok_or_else(|| StorageError::schema(name, "Int64"))
+    };
+    let duration = sub_wrapping(int64(col::END)?, int64(col::START)?)?;
+    let mut columns = batch.columns().to_vec();
+    columns[batch.schema().index_of(col::END)?] = duration;
+    Ok(RecordBatch::try_new(segment_schema(), columns)?)
+}
+
+/// A batch read from a segment in the span schema again: the end from the start and
+/// the duration. A batch without a duration (a projection without it, or a segment
+/// written before segments stored durations) is returned as it is.
+fn with_end(batch: RecordBatch) -> Result<RecordBatch, StorageError> {
+    let schema = batch.schema();
+    let Ok(index) = schema.index_of(col::DURATION) else {
+        return Ok(batch);
+    };
+    let start = batch
+        .column_by_name(col::START)
+        .filter(|c| c.data_type() == &DataType::Int64)
+        .ok_or_else(|| StorageError::schema(col::START, "read with the duration"))?;
+    let end = add_wrapping(start, batch.column(index))?;
+    let mut fields = schema.fields().to_vec();
+    fields[index] = Arc::new(Field::new(col::END, DataType::Int64, false));
+    let mut columns = batch.columns().to_vec();
+    columns[index] = end;
+    let span = span_schema();
+    let schema = if fields == span.fields().to_vec() {
+        span
+    } else {
+        Arc::new(Schema::new(fields))
+    };
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// The earliest start and latest end of a span batch.
@@ -472,12 +617,9 @@ mod tests {
                 .sum();
             assert_eq!(found, 4, "trace at row {row}");
             let groups: Vec<usize> = (0..segment.row_groups.len()).collect();
-            let selection = segment.pages_holding(&groups, id).expect("a page index");
-            assert!(
-                selection.row_count() <= 2 * PAGE_ROWS,
-                "{} rows",
-                selection.row_count()
-            );
+            let pages = segment.pages_holding(&groups, id).expect("a page index");
+            let rows: usize = pages.iter().map(ExactSizeIterator::len).sum();
+            assert!(rows <= 2 * PAGE_ROWS, "{rows} rows");
         }
         assert!(
             segment
@@ -485,6 +627,101 @@ mod tests {
                 .unwrap()
                 .iter()
                 .all(|b| b.num_rows() == 0)
+        );
+    }
+
+    /// `batch(num_traces)` with ends of every kind a u64 end can become: after the
+    /// start, before it, and at both ends of the i64 range.
+    fn batch_with_odd_ends(num_traces: u64) -> RecordBatch {
+        let input = batch(num_traces);
+        let start = input
+            .column_by_name(col::START)
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        let ends: arrow::array::Int64Array = (0..start.len())
+            .map(|row| match row % 4 {
+                0 => start.value(row) + 1_234_567,
+                1 => start.value(row) - 5,
+                2 => i64::MAX,
+                _ => i64::MIN,
+            })
+            .map(Some)
+            .collect();
+        let mut columns = input.columns().to_vec();
+        columns[input.schema().index_of(col::END).unwrap()] = Arc::new(ends);
+        RecordBatch::try_new(input.schema(), columns).unwrap()
+    }
+
+    /// Span id to end, over `batches`.
+    fn ends_by_span(batches: &[RecordBatch]) -> std::collections::HashMap<Vec<u8>, i64> {
+        let mut out = std::collections::HashMap::new();
+        for batch in batches {
+            let ids = batch
+                .column_by_name(col::SPAN_ID)
+                .unwrap()
+                .as_fixed_size_binary();
+            let ends = batch
+                .column_by_name(col::END)
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int64Type>();
+            for row in 0..batch.num_rows() {
+                out.insert(ids.value(row).to_vec(), ends.value(row));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn segments_store_durations_and_give_back_every_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = batch_with_odd_ends(500);
+        let segment = Segment::write(dir.path(), 1, std::slice::from_ref(&input)).unwrap();
+        assert!(segment.stores_duration());
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(File::open(segment.path()).unwrap()).unwrap();
+        let file_schema = Arc::clone(reader.schema());
+        assert!(file_schema.index_of(col::DURATION).is_ok());
+        assert!(file_schema.index_of(col::END).is_err());
+
+        let read = segment.read(None).unwrap();
+        assert!(
+            read.iter()
+                .all(|b| b.schema().fields() == span_schema().fields())
+        );
+        assert_eq!(
+            ends_by_span(&read),
+            ends_by_span(std::slice::from_ref(&input))
+        );
+
+        let trace = input
+            .column_by_name(col::TRACE_ID)
+            .unwrap()
+            .as_fixed_size_binary()
+            .value(0)
+            .to_vec();
+        let found = segment.read_trace(&trace).unwrap();
+        let found = ends_by_span(&found);
+        assert_eq!(found.len(), 4);
+        let all = ends_by_span(std::slice::from_ref(&input));
+        assert!(found.iter().all(|(id, end)| all[id] == *end));
+    }
+
+    #[test]
+    fn segments_that_store_ends_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = batch_with_odd_ends(100);
+        let path = dir.path().join(segment_file_name(7));
+        let mut writer =
+            ArrowWriter::try_new(File::create(&path).unwrap(), span_schema(), None).unwrap();
+        writer.write(&input).unwrap();
+        writer.close().unwrap();
+
+        let segment = Segment::open(&path).unwrap();
+        assert!(!segment.stores_duration());
+        let read = segment.read(None).unwrap();
+        assert_eq!(
+            ends_by_span(&read),
+            ends_by_span(std::slice::from_ref(&input))
         );
     }
 }
