@@ -26,6 +26,7 @@ mod schema;
 mod segment;
 mod span_columns;
 mod store;
+mod trace_order;
 mod wal;
 mod wire;
 

@@ -12,8 +12,6 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::kernels::numeric::{add_wrapping, sub_wrapping};
-use arrow::compute::take_record_batch;
-use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices};
 use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
@@ -27,7 +25,12 @@ use parquet::schema::types::ColumnPath;
 
 use crate::error::StorageError;
 use crate::schema::{col, segment_schema, span_schema};
+use crate::trace_order::TraceOrder;
 use crate::wal::sync_dir;
+
+/// Sorted rows gathered and written at a time while a head is flushed: small next to the
+/// head, so that flushing holds little beyond the head itself (see `trace_order`).
+const WRITE_CHUNK_ROWS: usize = 64 * 1024;
 
 const MIN_START_KEY: &str = "tracegate.min_start_unix_nano";
 const MAX_END_KEY: &str = "tracegate.max_end_unix_nano";
@@ -106,9 +109,14 @@ impl Segment {
     ) -> Result<Self, StorageError> {
         let path = dir.join(segment_file_name(generation));
         let tmp = dir.join(format!("{}.tmp", segment_file_name(generation)));
-        let sorted = sort_by_trace(batches)?;
-        let (min_start, max_end) = time_range(&sorted);
-        let stored = with_duration(&sorted)?;
+        let order = TraceOrder::new(batches)?;
+        let (min_start, max_end) = batches
+            .iter()
+            .filter(|batch| batch.num_rows() > 0)
+            .map(time_range)
+            .fold((i64::MAX, i64::MIN), |(low, high), (start, end)| {
+                (low.min(start), high.max(end))
+            });
 
         let props = writer_properties(min_start, max_end);
         let file = File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
@@ -118,7 +126,11 @@ impl Segment {
         };
         let mut writer =
             ArrowWriter::try_new(file, segment_schema(), Some(props)).map_err(parquet_err)?;
-        writer.write(&stored).map_err(parquet_err)?;
+        for chunk in order.chunks(WRITE_CHUNK_ROWS) {
+            writer
+                .write(&with_duration(&chunk?)?)
+                .map_err(parquet_err)?;
+        }
         let file = writer.into_inner().map_err(parquet_err)?;
         file.sync_all()
             .map_err(|e| StorageError::io("sync", &tmp, e))?;
@@ -466,30 +478,6 @@ fn writer_properties(min_start: i64, max_end: i64) -> WriterProperties {
             .set_column_compression(ColumnPath::from(name), zstd(WIDE_ZSTD_LEVEL));
     }
     builder.build()
-}
-
-/// Concatenates batches and sorts them by trace id, then start time.
-fn sort_by_trace(batches: &[RecordBatch]) -> Result<RecordBatch, StorageError> {
-    let all = concat_batches(&span_schema(), batches)?;
-    let column = |name: &str| -> Result<Arc<dyn Array>, StorageError> {
-        all.column_by_name(name)
-            .cloned()
-            .ok_or_else(|| StorageError::schema(name, "present"))
-    };
-    let indices = lexsort_to_indices(
-        &[
-            SortColumn {
-                values: column(col::TRACE_ID)?,
-                options: None,
-            },
-            SortColumn {
-                values: column(col::START)?,
-                options: None,
-            },
-        ],
-        None,
-    )?;
-    Ok(take_record_batch(&all, &indices)?)
 }
 
 /// The span batch as a segment stores it: the end replaced by the duration, in
