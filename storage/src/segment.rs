@@ -61,11 +61,12 @@ const WIDE_COLUMNS: [(&str, usize); 5] = [
     (col::DURATION, 8),
 ];
 /// zstd level of the wide columns: random ids and the random low bytes of nanosecond
-/// times, where higher levels gain little for most of the flush time (level 6: 0.08
-/// bytes per span less for 15% more flush time; level 19: 0.25 less, ten times slower).
+/// times, where higher levels gain little for much flush time (level 6: 0.08 bytes per
+/// span less for 15% more flush time; level 19 on the two times alone: 0.27 less for
+/// about three times the flush time).
 const WIDE_ZSTD_LEVEL: i32 = 3;
 /// zstd level of the other columns, a small part of the flush work: level 6 took 0.20
-/// bytes per span off level 3 for 5% more flush time (level 12: 0.10 more off, 70%
+/// bytes per span off level 3 for 6% more flush time (level 12: 0.08 more off, 70%
 /// more time).
 const NARROW_ZSTD_LEVEL: i32 = 6;
 
