@@ -25,11 +25,10 @@ use parquet::schema::types::ColumnPath;
 
 use crate::error::StorageError;
 use crate::schema::{col, segment_schema, span_schema};
-use crate::trace_order::TraceOrder;
+use crate::trace_order::sort_by_trace;
 use crate::wal::sync_dir;
 
-/// Sorted rows gathered and written at a time while a head is flushed: small next to the
-/// head, so that flushing holds little beyond the head itself (see `trace_order`).
+/// Sorted rows converted to the stored form and written at a time while a head is flushed.
 const WRITE_CHUNK_ROWS: usize = 64 * 1024;
 
 const MIN_START_KEY: &str = "tracegate.min_start_unix_nano";
@@ -110,14 +109,8 @@ impl Segment {
     ) -> Result<Self, StorageError> {
         let path = dir.join(segment_file_name(generation));
         let tmp = dir.join(format!("{}.tmp", segment_file_name(generation)));
-        let order = TraceOrder::new(batches)?;
-        let (min_start, max_end) = batches
-            .iter()
-            .filter(|batch| batch.num_rows() > 0)
-            .map(time_range)
-            .fold((i64::MAX, i64::MIN), |(low, high), (start, end)| {
-                (low.min(start), high.max(end))
-            });
+        let sorted = sort_by_trace(batches)?;
+        let (min_start, max_end) = time_range(&sorted);
 
         let props = writer_properties(min_start, max_end);
         let file = File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
@@ -127,9 +120,12 @@ impl Segment {
         };
         let mut writer =
             ArrowWriter::try_new(file, segment_schema(), Some(props)).map_err(parquet_err)?;
-        for chunk in order.chunks(WRITE_CHUNK_ROWS) {
+        // The stored form (duration instead of end) is made a slice at a time, so that
+        // it never exists for the whole head at once.
+        for offset in (0..sorted.num_rows()).step_by(WRITE_CHUNK_ROWS) {
+            let length = WRITE_CHUNK_ROWS.min(sorted.num_rows() - offset);
             writer
-                .write(&with_duration(&chunk?)?)
+                .write(&with_duration(&sorted.slice(offset, length))?)
                 .map_err(parquet_err)?;
         }
         let file = writer.into_inner().map_err(parquet_err)?;

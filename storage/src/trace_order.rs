@@ -1,151 +1,114 @@
-//! The rows of a sealed head in segment order (trace id, then start time), produced a
-//! chunk at a time.
+//! A sealed head's rows in segment order (trace id, then start time), sorted one column at
+//! a time.
 //!
-//! Sorting by concatenating the head and taking every column in sorted order holds the
-//! head three times at once (the batches, their concatenation and the sorted copy): for a
-//! 1,000,000-span head of about 300 MB, a 900 MB peak while the next head keeps filling.
-//! Here only the two sort keys are concatenated (24 bytes a span), and each chunk of the
-//! sorted order is gathered from the original batches with `interleave`, written, and
-//! dropped.
+//! Sorting by concatenating the head and then taking every column in sorted order holds
+//! the head three times at once (the batches, their concatenation and the sorted copy):
+//! for a 1,000,000-span head of about 300 MB, a 900 MB peak while the next head keeps
+//! filling. Here the order comes from the two sort keys alone (24 bytes a span), and each
+//! column is concatenated, reordered and its concatenation dropped before the next: the
+//! peak is the head, the sorted copy and one column.
+//!
+//! (Gathering chunks of the order straight from the head's batches with `interleave`
+//! would avoid the sorted copy, but every chunk then merges the dictionaries of all the
+//! head's thousands of batches: a flush of 1,000,000 spans no longer kept up with ingest.)
 
-use arrow::array::RecordBatch;
-use arrow::compute::{SortColumn, concat, interleave_record_batch, lexsort_to_indices};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch};
+use arrow::compute::{SortColumn, concat, lexsort_to_indices, take};
 
 use crate::error::StorageError;
-use crate::schema::col;
+use crate::schema::{col, span_schema};
 
-/// The rows of some batches in trace-id, then start-time order.
-pub(crate) struct TraceOrder<'a> {
-    batches: Vec<&'a RecordBatch>,
-    /// `(batch, row)` of each row, in sorted order.
-    order: Vec<(usize, usize)>,
-}
-
-impl<'a> TraceOrder<'a> {
-    /// Sorts the rows of `batches` by their keys alone.
-    ///
-    /// # Errors
-    /// [`StorageError`] when a batch lacks a key column or Arrow fails.
-    pub(crate) fn new(batches: &'a [RecordBatch]) -> Result<Self, StorageError> {
-        let key = |name: &str| -> Result<_, StorageError> {
-            let columns = batches
-                .iter()
-                .map(|batch| {
-                    batch
-                        .column_by_name(name)
-                        .map(AsRef::as_ref)
-                        .ok_or_else(|| StorageError::schema(name, "present"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(concat(&columns)?)
-        };
-        let indices = lexsort_to_indices(
-            &[
-                SortColumn {
-                    values: key(col::TRACE_ID)?,
-                    options: None,
-                },
-                SortColumn {
-                    values: key(col::START)?,
-                    options: None,
-                },
-            ],
-            None,
-        )?;
-        // Row number in the concatenation -> (batch, row within it).
-        let starts: Vec<usize> = batches
+/// The rows of `batches` (all in the span schema) in trace-id, then start-time order.
+///
+/// # Errors
+/// [`StorageError`] when a batch lacks a column or Arrow fails.
+pub(crate) fn sort_by_trace(batches: &[RecordBatch]) -> Result<RecordBatch, StorageError> {
+    let schema = span_schema();
+    let column = |index: usize| -> Result<ArrayRef, StorageError> {
+        let parts = batches
             .iter()
-            .scan(0, |next, batch| {
-                let start = *next;
-                *next += batch.num_rows();
-                Some(start)
+            .map(|batch| {
+                batch
+                    .columns()
+                    .get(index)
+                    .map(AsRef::as_ref)
+                    .ok_or_else(|| StorageError::schema(schema.field(index).name(), "present"))
             })
-            .collect();
-        let order = indices
-            .values()
-            .iter()
-            .map(|&global| {
-                let global = global as usize;
-                let batch = starts.partition_point(|&start| start <= global) - 1;
-                (batch, global - starts[batch])
-            })
-            .collect();
-        Ok(Self {
-            batches: batches.iter().collect(),
-            order,
-        })
-    }
-
-    /// The sorted rows, `chunk_rows` at a time (the last chunk may be shorter).
-    pub(crate) fn chunks(
-        &self,
-        chunk_rows: usize,
-    ) -> impl Iterator<Item = Result<RecordBatch, StorageError>> + '_ {
-        self.order
-            .chunks(chunk_rows.max(1))
-            .map(|rows| Ok(interleave_record_batch(&self.batches, rows)?))
-    }
+            .collect::<Result<Vec<&dyn Array>, _>>()?;
+        Ok(concat(&parts)?)
+    };
+    let key = |name: &str| -> Result<ArrayRef, StorageError> { column(schema.index_of(name)?) };
+    let indices = lexsort_to_indices(
+        &[
+            SortColumn {
+                values: key(col::TRACE_ID)?,
+                options: None,
+            },
+            SortColumn {
+                values: key(col::START)?,
+                options: None,
+            },
+        ],
+        None,
+    )?;
+    let columns = (0..schema.fields().len())
+        .map(|index| Ok(take(column(index)?.as_ref(), &indices, None)?))
+        .collect::<Result<Vec<_>, StorageError>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(&schema), columns)?)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use arrow::array::{FixedSizeBinaryArray, Int64Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
     use super::*;
+    use crate::columnarize;
 
-    fn batch(rows: &[(u8, i64, &str)]) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new(col::TRACE_ID, DataType::FixedSizeBinary(16), false),
-            Field::new(col::START, DataType::Int64, false),
-            Field::new("name", DataType::Utf8, false),
-        ]));
-        let ids: Vec<[u8; 16]> = rows.iter().map(|(id, _, _)| [*id; 16]).collect();
-        RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(FixedSizeBinaryArray::try_from_iter(ids.into_iter()).unwrap()),
-                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
-            ],
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn chunks_follow_trace_then_start_across_batches() {
-        let batches = [
-            batch(&[(3, 30, "c-late"), (1, 10, "a-late"), (2, 5, "b")]),
-            batch(&[(1, 1, "a-early"), (3, 2, "c-early")]),
-        ];
-        let order = TraceOrder::new(&batches).unwrap();
-        assert_eq!(order.order.len(), 5);
-        let names: Vec<String> = order
-            .chunks(2)
-            .map(|chunk| chunk.unwrap())
-            .inspect(|chunk| assert!(chunk.num_rows() <= 2))
-            .flat_map(|chunk| {
-                chunk
-                    .column_by_name("name")
-                    .unwrap()
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .unwrap()
-                    .iter()
-                    .map(|name| name.unwrap().to_owned())
-                    .collect::<Vec<_>>()
+    /// A batch of spans given as `(trace byte, span byte, start)`.
+    fn batch(spans: &[(u8, u8, u64)]) -> RecordBatch {
+        let spans = spans
+            .iter()
+            .map(|&(trace, span, start)| Span {
+                trace_id: vec![trace; 16],
+                span_id: vec![span; 8],
+                name: format!("span {span}"),
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + 5,
+                ..Span::default()
             })
             .collect();
-        assert_eq!(names, ["a-early", "a-late", "b", "c-early", "c-late"]);
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            }],
+        };
+        columnarize(&request).batch.expect("valid spans")
     }
 
     #[test]
-    fn a_missing_key_is_a_schema_error() {
-        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
-        let batch =
-            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1]))]).unwrap();
-        assert!(TraceOrder::new(&[batch]).is_err());
+    fn rows_follow_trace_then_start_across_batches() {
+        let batches = [
+            batch(&[(3, 1, 30), (1, 2, 10), (2, 3, 5)]),
+            batch(&[(1, 4, 1), (3, 5, 2)]),
+        ];
+        let sorted = sort_by_trace(&batches).unwrap();
+        assert_eq!(sorted.schema(), span_schema());
+        let span_ids = sorted
+            .column_by_name(col::SPAN_ID)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
+            .unwrap()
+            .iter()
+            .map(|id| id.unwrap()[0])
+            .collect::<Vec<_>>();
+        assert_eq!(span_ids, [4, 2, 3, 5, 1]);
     }
 }
