@@ -40,22 +40,22 @@ pub struct StoreConfig {
     pub max_head_spans: usize,
     /// Seal the head once its oldest batch is this old.
     pub max_head_age: Duration,
-    /// Memory budget of the process. Three quarters of it may hold spans not yet in a
-    /// segment (the head, the heads being flushed and the sorted copy a flush makes):
-    /// beyond that appends are refused (retryably), and a head is sealed once it holds a
-    /// third of that share. The last
-    /// quarter is left for everything else: requests being decoded, the service graph,
-    /// queries, the allocator's slack.
+    /// Memory budget of the process. Half of it may hold spans not yet in a segment (the
+    /// head, the heads being flushed and the sorted copy a flush makes): beyond that
+    /// appends are refused (retryably), and a head is sealed once it holds a third of that
+    /// share. The other half is for everything else: memory the allocator keeps for a
+    /// while after a flush frees a head (mimalloc purges freed pages after a delay),
+    /// requests being decoded, the service graph, queries.
     pub max_memory_bytes: usize,
     /// Appends queued for the writer before further ones are refused (retryably).
     pub max_queued_appends: usize,
 }
 
 impl StoreConfig {
-    /// Bytes of unflushed spans allowed in memory: three quarters of
+    /// Bytes of unflushed spans allowed in memory: half of
     /// [`max_memory_bytes`](Self::max_memory_bytes).
     pub fn span_memory_budget(&self) -> usize {
-        self.max_memory_bytes / 4 * 3
+        self.max_memory_bytes / 2
     }
 
     /// Defaults for a data directory.
@@ -246,8 +246,8 @@ impl Store {
         if memory as usize > budget {
             self.shared.stats.overloads.fetch_add(1, Ordering::Relaxed);
             return Err(StorageError::Overloaded(format!(
-                "{memory} bytes of spans waiting for flush, limit {budget} (three quarters \
-                 of the {} byte memory budget)",
+                "{memory} bytes of spans waiting for flush, limit {budget} (half of the {} \
+                 byte memory budget)",
                 self.shared.config.max_memory_bytes
             )));
         }

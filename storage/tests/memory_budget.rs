@@ -1,4 +1,4 @@
-//! The store keeps unflushed spans within three quarters of its memory budget: it seals
+//! The store keeps unflushed spans within half of its memory budget: it seals
 //! heads early and refuses appends (retryably) beyond the share, and never loses what it
 //! acknowledged.
 
@@ -41,14 +41,14 @@ fn request(trace: u32, spans: u32) -> (Vec<u8>, arrow::array::RecordBatch) {
 }
 
 #[tokio::test]
-async fn unflushed_spans_stay_within_three_quarters_of_the_budget() {
+async fn unflushed_spans_stay_within_half_of_the_budget() {
     let dir = tempfile::tempdir().unwrap();
     let (_, sample) = request(0, 500);
     let batch_bytes = sample.get_array_memory_size();
     // Room for about eight batches of unflushed spans (with the sorted copies flushes
     // make); heads seal every three.
     let config = StoreConfig {
-        max_memory_bytes: batch_bytes * 32 / 3,
+        max_memory_bytes: batch_bytes * 16,
         max_head_spans: usize::MAX,
         max_head_age: Duration::from_secs(3600),
         ..StoreConfig::new(dir.path())
