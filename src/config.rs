@@ -37,7 +37,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TRACEGATE_MAX_HEAD_AGE_SECONDS")]
     pub max_head_age_seconds: Option<u64>,
     /// Memory budget of the server: unflushed spans may take half of it, beyond which
-    /// ingest is refused (retryably), and a head is sealed at half of that [default:
+    /// ingest is refused (retryably), and a head is sealed at a third of that [default:
     /// 1073741824].
     #[arg(long, env = "TRACEGATE_MAX_MEMORY_BYTES")]
     pub max_memory_bytes: Option<usize>,

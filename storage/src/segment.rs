@@ -25,7 +25,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::error::StorageError;
 use crate::schema::{col, segment_schema, span_schema};
-use crate::trace_order::SortedHead;
+use crate::trace_order::sort_by_trace;
 use crate::wal::sync_dir;
 
 /// Sorted rows converted to the stored form and written at a time while a head is flushed.
@@ -109,14 +109,8 @@ impl Segment {
     ) -> Result<Self, StorageError> {
         let path = dir.join(segment_file_name(generation));
         let tmp = dir.join(format!("{}.tmp", segment_file_name(generation)));
-        let sorted = SortedHead::new(batches)?;
-        let (min_start, max_end) = batches
-            .iter()
-            .filter(|batch| batch.num_rows() > 0)
-            .map(time_range)
-            .fold((i64::MAX, i64::MIN), |(low, high), (start, end)| {
-                (low.min(start), high.max(end))
-            });
+        let sorted = sort_by_trace(batches)?;
+        let (min_start, max_end) = time_range(&sorted);
 
         let props = writer_properties(min_start, max_end);
         let file = File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
@@ -126,12 +120,12 @@ impl Segment {
         };
         let mut writer =
             ArrowWriter::try_new(file, segment_schema(), Some(props)).map_err(parquet_err)?;
-        // The sorted rows, in the stored form (duration instead of end), exist a chunk at
-        // a time: never for the whole head at once.
+        // The stored form (duration instead of end) is made a slice at a time, so that
+        // it never exists for the whole head at once.
         for offset in (0..sorted.num_rows()).step_by(WRITE_CHUNK_ROWS) {
             let length = WRITE_CHUNK_ROWS.min(sorted.num_rows() - offset);
             writer
-                .write(&with_duration(&sorted.chunk(offset, length)?)?)
+                .write(&with_duration(&sorted.slice(offset, length))?)
                 .map_err(parquet_err)?;
         }
         let file = writer.into_inner().map_err(parquet_err)?;

@@ -41,8 +41,9 @@ pub struct StoreConfig {
     /// Seal the head once its oldest batch is this old.
     pub max_head_age: Duration,
     /// Memory budget of the process. Half of it may hold spans not yet in a segment (the
-    /// head and the heads being flushed): beyond that appends are refused (retryably), and
-    /// a head is sealed once it holds half of that share. The other half is for everything else: memory the allocator keeps for a
+    /// head, the heads being flushed and the sorted copy a flush makes): beyond that
+    /// appends are refused (retryably), and a head is sealed once it holds a third of that
+    /// share. The other half is for everything else: memory the allocator keeps for a
     /// while after a flush frees a head (mimalloc purges freed pages after a delay),
     /// requests being decoded, the service graph, queries.
     pub max_memory_bytes: usize,
@@ -353,9 +354,9 @@ fn writer_loop(
     let mut head_since: Option<Instant> = None;
     let mut head_spans = 0usize;
     let mut head_bytes = 0usize;
-    // A sealed head waits for its flush while the next head fills: two heads' worth must
-    // fit in the budget.
-    let max_head_bytes = shared.config.span_memory_budget() / 2;
+    // A flush holds the sealed head and its sorted copy while the next head fills: three
+    // heads' worth must fit in the budget.
+    let max_head_bytes = shared.config.span_memory_budget() / 3;
     let mut group = Vec::new();
     let mut stopping = false;
     while !stopping {
@@ -437,6 +438,12 @@ fn writer_loop(
                 }
             }
             let batches = std::mem::take(&mut shared.tables.write().head);
+            // The flush will make a sorted copy of this head: it is counted from now on,
+            // so that appends are refused before the copy would overrun the budget.
+            let sealed_bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+            shared
+                .memory_bytes
+                .fetch_add(sealed_bytes as u64, Ordering::Relaxed);
             let sealed = SealedHead {
                 generation,
                 batches: Arc::new(batches),
@@ -511,7 +518,8 @@ fn flush_one(shared: &Shared, segment_dir: &Path, head: &SealedHead) {
     let _ = shared
         .memory_bytes
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
-            Some(held.saturating_sub(memory))
+            // The head and the sorted copy counted for it at seal time.
+            Some(held.saturating_sub(2 * memory))
         });
 
     // The spans are in the segment now: the WAL files up to its generation can go.

@@ -45,7 +45,8 @@ async fn unflushed_spans_stay_within_half_of_the_budget() {
     let dir = tempfile::tempdir().unwrap();
     let (_, sample) = request(0, 500);
     let batch_bytes = sample.get_array_memory_size();
-    // Room for about eight batches of unflushed spans; heads seal every four.
+    // Room for about eight batches of unflushed spans (with the sorted copies flushes
+    // make); heads seal every three.
     let config = StoreConfig {
         max_memory_bytes: batch_bytes * 16,
         max_head_spans: usize::MAX,
