@@ -41,7 +41,7 @@ pub enum JudgeError {
     },
     /// Per-call outcomes are given, but not one per latency.
     #[error(
-        "invalid {side} sample for check {check}: {outcomes} call outcomes for {latencies} latencies"
+        "invalid {side} sample for check {check}: {outcomes} outcomes for {latencies} latencies"
     )]
     OutcomesMisaligned {
         /// The check, as `source->target operation`.

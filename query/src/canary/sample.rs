@@ -151,7 +151,7 @@ mod tests {
         let error = misaligned.validate("a->b op", "canary").unwrap_err();
         assert_eq!(
             error.to_string(),
-            "invalid canary sample for check a->b op: 1 call outcomes for 2 latencies"
+            "invalid canary sample for check a->b op: 1 outcomes for 2 latencies"
         );
     }
 }
