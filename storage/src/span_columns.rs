@@ -76,29 +76,24 @@ pub(crate) struct AttributeView<'a> {
 
 /// Why a span is refused: the ids a trace store cannot work without.
 pub(crate) fn validate(span: &SpanView<'_>) -> Result<(), String> {
-    if span.trace_id.len() != 16 {
-        return Err(format!(
-            "trace_id must be 16 bytes, got {}",
-            span.trace_id.len()
-        ));
-    }
-    if span.trace_id.iter().all(|b| *b == 0) {
-        return Err("trace_id is all zeroes".to_string());
-    }
-    if span.span_id.len() != 8 {
-        return Err(format!(
-            "span_id must be 8 bytes, got {}",
-            span.span_id.len()
-        ));
-    }
-    if span.span_id.iter().all(|b| *b == 0) {
-        return Err("span_id is all zeroes".to_string());
-    }
+    required_id("trace_id", span.trace_id, 16)?;
+    required_id("span_id", span.span_id, 8)?;
     if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
         let len = span.parent_span_id.len();
         return Err(format!(
             "parent_span_id must be empty or 8 bytes, got {len}"
         ));
+    }
+    Ok(())
+}
+
+/// An id that must be `len` bytes and not all zeroes.
+fn required_id(name: &str, id: &[u8], len: usize) -> Result<(), String> {
+    if id.len() != len {
+        return Err(format!("{name} must be {len} bytes, got {}", id.len()));
+    }
+    if id.iter().all(|b| *b == 0) {
+        return Err(format!("{name} is all zeroes"));
     }
     Ok(())
 }
