@@ -14,14 +14,18 @@
 //! that starts at 1: the wealth of a gambler who cannot expect to win when the canary is no
 //! worse.
 
-/// The normalisers `ln E0[ψ^C | T]` for a fixed block size and grid of odds ratios. Rows
-/// are computed when first needed, since a look meets few values of `T`.
+use std::collections::HashMap;
+
+/// The normalisers `ln E0[ψ^C | T]` for a grid of odds ratios, for blocks of a fixed size
+/// and for any smaller urn drawn from inside a block. Normalisers are computed when first
+/// needed, since a look meets few urns.
 pub(crate) struct HypergeometricBets {
     block_size: usize,
     log_odds: Vec<f64>,
     /// `ln(n!)` for `n` in `0..=2k`.
     log_factorials: Vec<f64>,
-    rows: Vec<Option<Vec<f64>>>,
+    /// Normalisers by urn `(population, marked, drawn)`.
+    rows: HashMap<(usize, usize, usize), Vec<f64>>,
 }
 
 impl HypergeometricBets {
@@ -37,21 +41,24 @@ impl HypergeometricBets {
             block_size,
             log_odds: log_odds.to_vec(),
             log_factorials,
-            rows: vec![None; 2 * block_size + 1],
+            rows: HashMap::new(),
         }
     }
 
-    /// `ln E0[ψ^C | T = drawn]` for each `ln ψ`, in order.
-    pub(crate) fn log_normalizers(&mut self, drawn: usize) -> &[f64] {
-        if self.rows[drawn].is_none() {
-            let k = self.block_size;
+    /// `ln E0[ψ^C]` for each `ln ψ`, where `C` counts the marked among `drawn` draws without
+    /// replacement from `population` items of which `marked` are marked. The population
+    /// must not exceed a block.
+    fn urn_normalizers(&mut self, population: usize, marked: usize, drawn: usize) -> &[f64] {
+        let key = (population, marked, drawn);
+        if !self.rows.contains_key(&key) {
             let log_choose = |n: usize, r: usize| {
                 self.log_factorials[n] - self.log_factorials[r] - self.log_factorials[n - r]
             };
-            let log_pmf: Vec<(f64, f64)> = (drawn.saturating_sub(k)..=drawn.min(k))
+            let unmarked = population - marked;
+            let log_pmf: Vec<(f64, f64)> = (drawn.saturating_sub(unmarked)..=drawn.min(marked))
                 .map(|x| {
-                    let log_p =
-                        log_choose(k, x) + log_choose(k, drawn - x) - log_choose(2 * k, drawn);
+                    let log_p = log_choose(marked, x) + log_choose(unmarked, drawn - x)
+                        - log_choose(population, drawn);
                     (x as f64, log_p)
                 })
                 .collect();
@@ -66,16 +73,48 @@ impl HypergeometricBets {
                     crate::canary::math::log_sum_exp(&terms)
                 })
                 .collect();
-            self.rows[drawn] = Some(row);
+            self.rows.insert(key, row);
         }
-        self.rows[drawn].as_deref().unwrap_or(&[])
+        self.rows.get(&key).map_or(&[], Vec::as_slice)
     }
 
     /// Adds the log of each bet on one block, `C·ln ψ − ln E0[ψ^C | T]`, to `log_wealth`
     /// (one entry per odds ratio).
     pub(crate) fn settle(&mut self, drawn: usize, canary_drawn: usize, log_wealth: &mut [f64]) {
-        self.log_normalizers(drawn);
-        let normalizers = self.rows[drawn].as_deref().unwrap_or(&[]);
+        let k = self.block_size;
+        self.settle_urn(2 * k, k, drawn, canary_drawn, log_wealth);
+    }
+
+    /// Adds the log of each bet on an urn inside a block: `population` calls of which
+    /// `canary` are the canary's, `drawn` of them with some further property, `canary_drawn`
+    /// of those the canary's. Used for "given that a call is in the slowest `f`, is it in
+    /// the slowest `f/2`?", where the urn is the block's calls in the outer tail.
+    ///
+    /// # Panics
+    ///
+    /// When the counts do not describe an urn (`canary_drawn > canary`, more drawn than the
+    /// population, or a population larger than a block).
+    pub(crate) fn settle_urn(
+        &mut self,
+        population: usize,
+        canary: usize,
+        drawn: usize,
+        canary_drawn: usize,
+        log_wealth: &mut [f64],
+    ) {
+        assert!(
+            canary <= population
+                && drawn <= population
+                && canary_drawn <= canary.min(drawn)
+                && drawn - canary_drawn <= population - canary
+                && population <= 2 * self.block_size,
+            "not an urn: {canary_drawn} of {drawn} drawn, {canary} of {population}"
+        );
+        self.urn_normalizers(population, canary, drawn);
+        let normalizers = self
+            .rows
+            .get(&(population, canary, drawn))
+            .map_or(&[][..], Vec::as_slice);
         for ((log_ratio, normalizer), wealth) in self
             .log_odds
             .iter()
@@ -99,7 +138,7 @@ mod tests {
         let k = 20u64;
         let mut bets = HypergeometricBets::new(20, &log_odds);
         for drawn in 0..=2 * k {
-            let row = bets.log_normalizers(drawn as usize).to_vec();
+            let row = bets.urn_normalizers(40, 20, drawn as usize).to_vec();
             for (log_ratio, log_normalizer) in log_odds.iter().zip(&row) {
                 let mean: f64 = (drawn.saturating_sub(k)..=drawn.min(k))
                     .map(|x| {
@@ -111,6 +150,45 @@ mod tests {
                 assert!((mean - 1.0).abs() < 1e-9, "T = {drawn}: {mean}");
             }
         }
+    }
+
+    #[test]
+    fn urn_bets_have_mean_one_under_the_null() {
+        // Every urn inside a block of 6 per side: E0[bet] = 1 over the hypergeometric law.
+        let log_odds = [2f64.ln(), 16f64.ln()];
+        let mut bets = HypergeometricBets::new(6, &log_odds);
+        for population in 0..=12u64 {
+            for canary in 0..=population {
+                for drawn in 0..=population {
+                    let mut mean = [0.0; 2];
+                    for x in drawn.saturating_sub(population - canary)..=drawn.min(canary) {
+                        let log_pmf = ln_choose(canary, x)
+                            + ln_choose(population - canary, drawn - x)
+                            - ln_choose(population, drawn);
+                        let mut wealth = [0.0; 2];
+                        let sizes = [population, canary, drawn, x].map(|n| n as usize);
+                        bets.settle_urn(sizes[0], sizes[1], sizes[2], sizes[3], &mut wealth);
+                        for (sum, log_bet) in mean.iter_mut().zip(wealth) {
+                            *sum += (log_pmf + log_bet).exp();
+                        }
+                    }
+                    for sum in mean {
+                        assert!(
+                            (sum - 1.0).abs() < 1e-9,
+                            "urn {canary} of {population}, {drawn} drawn: {sum}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "not an urn")]
+    fn impossible_urn_is_refused() {
+        let mut bets = HypergeometricBets::new(6, &[2f64.ln()]);
+        // 3 canary calls drawn from an urn holding 2.
+        bets.settle_urn(5, 2, 4, 3, &mut [0.0]);
     }
 
     #[test]

@@ -556,13 +556,10 @@ mod tests {
     }
 
     #[test]
-    fn p99_latency_plus_50_percent_in_the_slowest_5_percent_is_caught_from_1500_calls() {
-        // Only 50 of 1,000 canary calls differ. At 1,000 per side the judge catches it in
-        // about 80% of runs; one bet on the slowest 2% at odds 4, chosen with hindsight,
-        // caught it in 86% of the same runs (docs/canary.md, "Power"), so little is lost to
-        // not knowing where the regression sits.
-        assert_power(Regression::TailLatency, 1000, 0.75);
-        assert_power(Regression::TailLatency, 1500, 0.95);
+    fn p99_latency_plus_50_percent_in_the_slowest_5_percent_is_caught() {
+        // Only 50 of 1,000 canary calls differ, and the count beyond any one threshold
+        // barely moves: the nested bets (latency.rs) carry this one.
+        assert_power(Regression::TailLatency, 1000, 0.95);
     }
 
     #[test]
