@@ -78,6 +78,10 @@ pub trait CommitObserver: Send + Sync {
     /// Called when the head is sealed as segment `generation`, after the last
     /// `on_commit` of the spans it holds.
     fn on_seal(&self, _generation: u64) {}
+
+    /// Called when segment `generation` is durable, before the WAL files up to it are
+    /// removed. Not called for a sealed head that held no spans.
+    fn on_flushed(&self, _generation: u64) {}
 }
 
 /// Counters the store keeps about itself.
@@ -521,6 +525,12 @@ fn flush_one(shared: &Shared, segment_dir: &Path, head: &SealedHead) {
             // The head and the sorted copy counted for it at seal time.
             Some(held.saturating_sub(2 * memory))
         });
+
+    if segment.is_some() {
+        for observer in &shared.observers {
+            observer.on_flushed(head.generation);
+        }
+    }
 
     // The spans are in the segment now: the WAL files up to its generation can go.
     let wal_dir = wal_dir(shared);

@@ -183,6 +183,19 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         "Spans in Parquet segments",
         tables.segment_spans() as i64,
     );
+    let pending = state.graph.pending();
+    gauge(
+        &mut registry,
+        "graph_pending_spans",
+        "Caller and callee spans waiting for their partner in the service graph",
+        pending.spans as i64,
+    );
+    gauge(
+        &mut registry,
+        "graph_pending_traces",
+        "Traces with spans waiting for their partner in the service graph",
+        pending.traces as i64,
+    );
     registry.register(
         "ingest_request_duration_seconds",
         "OTLP export latency from decode to durable acknowledgement, by protocol",

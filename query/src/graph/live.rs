@@ -9,7 +9,7 @@
 //! sweep (pending longer than the pairing window):
 //!     caller with a peer attribute ───────► edge caller → virtual peer
 //!     anything else ──────────────────────► counted as unpaired
-//! on_seal(generation) ─► graph/<generation>.json (before the WAL is trimmed)
+//! on_seal(generation) ─► state encoded ─► on_flushed(generation) ─► graph/<generation>.bin
 //! ```
 //!
 //! Pairing works across requests, segments and arrival order, because a trace's
@@ -30,6 +30,7 @@ use tracegate_storage::{
 
 use crate::graph::edge_stats::EdgeStats;
 use crate::graph::endpoint::{Endpoint, EndpointId, EndpointTable, USER_NODE};
+use crate::graph::snapshot_file;
 use crate::table::TimeRange;
 use crate::views::STATUS_ERROR;
 
@@ -51,8 +52,10 @@ pub(crate) struct EdgeKey {
     pub target: EndpointId,
 }
 
-/// A caller or callee span waiting for its partner.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A caller or callee span waiting for its partner. Small and without heap data: a busy
+/// mesh keeps hundreds of thousands of them (calls to databases and external APIs wait the
+/// whole pairing window).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct PendingSpan {
     span_id: [u8; 8],
     parent: Option<[u8; 8]>,
@@ -60,7 +63,8 @@ struct PendingSpan {
     error: bool,
     start_unix_nano: i64,
     duration_nanos: i64,
-    peer: Option<String>,
+    /// For a caller with a peer attribute, the virtual node of that peer.
+    peer: Option<EndpointId>,
 }
 
 /// The pending spans of one trace.
@@ -80,22 +84,15 @@ pub struct Unpaired {
     pub callees: u64,
 }
 
-/// Everything the graph knows; what a snapshot holds.
+/// Everything the graph knows; what a snapshot file holds.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct GraphState {
-    endpoints: EndpointTable,
-    buckets: BTreeMap<i64, Vec<(EdgeKey, EdgeStats)>>,
-    unpaired: BTreeMap<i64, Unpaired>,
-    pending: Vec<([u8; 16], PendingTrace)>,
-}
-
-/// The mutable working form of [`GraphState`].
-#[derive(Debug, Default)]
 struct Working {
     endpoints: EndpointTable,
     buckets: BTreeMap<i64, HashMap<EdgeKey, EdgeStats>>,
     unpaired: BTreeMap<i64, Unpaired>,
     pending: HashMap<[u8; 16], PendingTrace>,
+    /// Spans in `pending`, recounted after a load.
+    #[serde(skip)]
     num_pending_spans: usize,
 }
 
@@ -110,13 +107,28 @@ pub struct GraphSnapshot {
     pub tentative_calls: u64,
 }
 
+/// How much the live graph holds back, waiting for partners.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// Traces with at least one waiting span.
+    pub traces: usize,
+    /// Waiting caller and callee spans.
+    pub spans: usize,
+}
+
 /// The live service graph. Register it as a [`CommitObserver`] of the store.
 pub struct LiveGraph {
     dir: PathBuf,
     pairing_window: Duration,
     state: Mutex<Working>,
     last_sweep: Mutex<Instant>,
+    /// Snapshots encoded at a seal, by generation, waiting for their segment's flush.
+    unwritten: Mutex<BTreeMap<u64, Vec<u8>>>,
 }
+
+/// Most encoded snapshots held while their segments are being flushed; beyond this the
+/// oldest is dropped (a restart then rebuilds a little more from segments).
+const MAX_UNWRITTEN_SNAPSHOTS: usize = 3;
 
 fn now_unix_nano() -> i64 {
     SystemTime::now()
@@ -128,10 +140,6 @@ fn bucket_of(unix_nano: i64) -> i64 {
     unix_nano.div_euclid(BUCKET_NANOS)
 }
 
-fn snapshot_path(dir: &Path, generation: u64) -> PathBuf {
-    dir.join(format!("{generation:010}.json"))
-}
-
 impl LiveGraph {
     /// Loads the newest snapshot from `<data_dir>/graph`, returning the graph and the
     /// segment generation the snapshot matches (0 when there is none).
@@ -141,35 +149,36 @@ impl LiveGraph {
     pub fn load(data_dir: &Path) -> Result<(Self, u64), StorageError> {
         let dir = data_dir.join("graph");
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create", &dir, e))?;
-        let mut newest: Option<(u64, PathBuf)> = None;
-        for entry in std::fs::read_dir(&dir).map_err(|e| StorageError::io("list", &dir, e))? {
-            let path = entry.map_err(|e| StorageError::io("list", &dir, e))?.path();
-            let generation = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".json"))
-                .and_then(|n| n.parse::<u64>().ok());
-            if let Some(generation) = generation
-                && newest.as_ref().is_none_or(|(g, _)| generation > *g)
-            {
-                newest = Some((generation, path));
-            }
+        let (newest, legacy) = snapshot_file::newest(&dir)?;
+        if legacy && newest.is_none() {
+            tracing::info!(
+                "graph snapshot of an earlier version ignored; rebuilding from segments"
+            );
         }
-        let (generation, working) = match newest {
-            Some((generation, path)) => {
-                let bytes = std::fs::read(&path).map_err(|e| StorageError::io("read", &path, e))?;
-                let state: GraphState = serde_json::from_slice(&bytes).map_err(|e| {
-                    StorageError::Corrupt(format!("graph snapshot {}: {e}", path.display()))
-                })?;
-                (generation, Working::from_state(state))
+        let loaded = newest.and_then(|(generation, path)| {
+            let read = std::fs::read(&path)
+                .map_err(|e| StorageError::io("read", &path, e))
+                .and_then(|bytes| snapshot_file::decode::<Working>(&bytes, &path));
+            match read {
+                Ok(working) => Some((generation, working)),
+                Err(error) => {
+                    tracing::warn!(%error, "graph snapshot unreadable; rebuilding from segments");
+                    None
+                }
             }
-            None => (0, Working::default()),
-        };
+        });
+        let (generation, mut working) = loaded.unwrap_or_default();
+        working.num_pending_spans = working
+            .pending
+            .values()
+            .map(|t| t.callers.len() + t.callees.len())
+            .sum();
         let graph = Self {
             dir,
             pairing_window: DEFAULT_PAIRING_WINDOW,
             state: Mutex::new(working),
             last_sweep: Mutex::new(Instant::now()),
+            unwritten: Mutex::new(BTreeMap::new()),
         };
         Ok((graph, generation))
     }
@@ -210,6 +219,15 @@ impl LiveGraph {
         }
     }
 
+    /// Spans waiting for their partner, and their traces.
+    pub fn pending(&self) -> Pending {
+        let state = self.state.lock();
+        Pending {
+            traces: state.pending.len(),
+            spans: state.num_pending_spans,
+        }
+    }
+
     /// Edge statistics over `range`, pending callers included as tentative edges.
     pub fn snapshot(&self, range: TimeRange) -> GraphSnapshot {
         let state = self.state.lock();
@@ -229,24 +247,25 @@ impl LiveGraph {
 
         // What a sweep would decide now, without deciding it.
         let mut tentative_calls = 0;
-        let mut virtual_ids: HashMap<&str, Endpoint> = HashMap::new();
-        let mut tentative: HashMap<(EndpointId, String), EdgeStats> = HashMap::new();
+        let mut tentative: HashMap<EdgeKey, EdgeStats> = HashMap::new();
         for trace in state.pending.values() {
             for caller in &trace.callers {
                 let bucket = bucket_of(caller.start_unix_nano);
                 if bucket < first || bucket > last {
                     continue;
                 }
-                match &caller.peer {
+                match caller.peer {
                     Some(peer) => {
                         tentative_calls += 1;
-                        virtual_ids
-                            .entry(peer)
-                            .or_insert_with(|| Endpoint::virtual_node(peer));
-                        tentative
-                            .entry((caller.endpoint, peer.clone()))
-                            .or_default()
-                            .record(caller.error, caller.duration_nanos as f64 / 1e6, None);
+                        let key = EdgeKey {
+                            source: caller.endpoint,
+                            target: peer,
+                        };
+                        tentative.entry(key).or_default().record(
+                            caller.error,
+                            caller.duration_nanos as f64 / 1e6,
+                            None,
+                        );
                     }
                     None => unpaired.callers += 1,
                 }
@@ -258,23 +277,12 @@ impl LiveGraph {
                 .count() as u64;
         }
 
-        let mut edges: Vec<(Endpoint, Endpoint, EdgeStats)> = merged
+        let endpoint = |id: EndpointId| state.endpoints.get(id).clone();
+        let edges: Vec<(Endpoint, Endpoint, EdgeStats)> = merged
             .into_iter()
-            .map(|(key, stats)| {
-                (
-                    state.endpoints.get(key.source).clone(),
-                    state.endpoints.get(key.target).clone(),
-                    stats,
-                )
-            })
+            .chain(tentative)
+            .map(|(key, stats)| (endpoint(key.source), endpoint(key.target), stats))
             .collect();
-        for ((source, peer), stats) in tentative {
-            let target = virtual_ids
-                .get(peer.as_str())
-                .cloned()
-                .unwrap_or_else(|| Endpoint::virtual_node(&peer));
-            edges.push((state.endpoints.get(source).clone(), target, stats));
-        }
         GraphSnapshot {
             edges,
             unpaired,
@@ -288,37 +296,14 @@ impl LiveGraph {
     /// # Errors
     /// When the file cannot be written.
     pub fn persist(&self, generation: u64) -> Result<(), StorageError> {
-        let bytes = {
-            let state = self.state.lock();
-            serde_json::to_vec(&state.to_state())
-                .map_err(|e| StorageError::Corrupt(format!("graph snapshot: {e}")))?
-        };
-        let path = snapshot_path(&self.dir, generation);
-        let tmp = path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut file, &bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|e| StorageError::io("write", &path, e))?;
-        for entry in
-            std::fs::read_dir(&self.dir).map_err(|e| StorageError::io("list", &self.dir, e))?
-        {
-            let Ok(entry) = entry else { continue };
-            let older = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".json"))
-                .and_then(|n| n.parse::<u64>().ok())
-                .is_some_and(|g| g < generation);
-            if older {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
+        let bytes = self.encode()?;
+        snapshot_file::write(&self.dir, generation, &bytes)?;
         tracing::debug!(generation, bytes = bytes.len(), "graph snapshot written");
         Ok(())
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, StorageError> {
+        snapshot_file::encode(&*self.state.lock())
     }
 }
 
@@ -329,57 +314,41 @@ impl CommitObserver for LiveGraph {
         }
     }
 
+    /// Encodes the state as it stands at the seal, every span of the segment in it and
+    /// none after. It is written only once the segment is flushed: a snapshot on disk
+    /// whose segment is not would count that segment's spans twice after a crash, once
+    /// from the snapshot and once from the WAL replay.
     fn on_seal(&self, generation: u64) {
-        // The WAL of this generation is removed only after this returns and the segment
-        // is flushed, so a failure here loses nothing that a replay cannot rebuild.
-        if let Err(error) = self.persist(generation) {
-            tracing::error!(%error, generation, "cannot write the graph snapshot");
+        match self.encode() {
+            Ok(bytes) => {
+                let mut unwritten = self.unwritten.lock();
+                unwritten.insert(generation, bytes);
+                while unwritten.len() > MAX_UNWRITTEN_SNAPSHOTS {
+                    unwritten.pop_first();
+                }
+            }
+            Err(error) => tracing::error!(%error, generation, "cannot encode the graph snapshot"),
+        }
+    }
+
+    /// Writes the snapshot encoded at the seal of `generation`. A failure loses nothing:
+    /// a restart rebuilds from an older snapshot and the segments after it.
+    fn on_flushed(&self, generation: u64) {
+        let bytes = {
+            let mut unwritten = self.unwritten.lock();
+            let mut newer = unwritten.split_off(&(generation + 1));
+            std::mem::swap(&mut *unwritten, &mut newer);
+            newer.remove(&generation)
+        };
+        let Some(bytes) = bytes else { return };
+        match snapshot_file::write(&self.dir, generation, &bytes) {
+            Ok(()) => tracing::debug!(generation, bytes = bytes.len(), "graph snapshot written"),
+            Err(error) => tracing::error!(%error, generation, "cannot write the graph snapshot"),
         }
     }
 }
 
 impl Working {
-    fn from_state(state: GraphState) -> Self {
-        let num_pending_spans = state
-            .pending
-            .iter()
-            .map(|(_, t)| t.callers.len() + t.callees.len())
-            .sum();
-        Self {
-            endpoints: state.endpoints,
-            buckets: state
-                .buckets
-                .into_iter()
-                .map(|(bucket, edges)| (bucket, edges.into_iter().collect()))
-                .collect(),
-            unpaired: state.unpaired,
-            pending: state.pending.into_iter().collect(),
-            num_pending_spans,
-        }
-    }
-
-    fn to_state(&self) -> GraphState {
-        GraphState {
-            endpoints: self.endpoints.clone(),
-            buckets: self
-                .buckets
-                .iter()
-                .map(|(bucket, edges)| {
-                    let mut edges: Vec<_> = edges.iter().map(|(k, v)| (*k, v.clone())).collect();
-                    edges.sort_by_key(|(k, _)| (k.source, k.target));
-                    (*bucket, edges)
-                })
-                .collect(),
-            unpaired: self.unpaired.clone(),
-            pending: {
-                let mut pending: Vec<_> =
-                    self.pending.iter().map(|(k, v)| (*k, v.clone())).collect();
-                pending.sort_by_key(|(k, _)| *k);
-                pending
-            },
-        }
-    }
-
     fn record(
         &mut self,
         key: EdgeKey,
@@ -424,6 +393,8 @@ impl Working {
         let version = DictStr::of(batch, col::VERSION)?;
         let pod = DictStr::of(batch, col::POD)?;
         let peer = DictStr::of(batch, col::PEER)?;
+        // Peers' virtual nodes, by dictionary key of the peer column.
+        let mut peer_cache: HashMap<Option<i32>, Option<EndpointId>> = HashMap::new();
 
         // Endpoints are per resource, so a handful of dictionary-key tuples per batch.
         let mut endpoint_cache: HashMap<[Option<i32>; 5], EndpointId> = HashMap::new();
@@ -472,7 +443,10 @@ impl Working {
                 start_unix_nano: start,
                 duration_nanos: (ends.value(row) - start).max(0),
                 peer: if is_caller {
-                    peer.get(row).map(str::to_string)
+                    *peer_cache.entry(peer.key(row)).or_insert_with(|| {
+                        peer.get(row)
+                            .map(|name| self.endpoints.intern(Endpoint::virtual_node(name)))
+                    })
                 } else {
                     None
                 },
@@ -542,9 +516,8 @@ impl Working {
             };
             self.num_pending_spans -= trace.callers.len() + trace.callees.len();
             for caller in trace.callers {
-                match &caller.peer {
-                    Some(peer) => {
-                        let target = self.endpoints.intern(Endpoint::virtual_node(peer));
+                match caller.peer {
+                    Some(target) => {
                         let key = EdgeKey {
                             source: caller.endpoint,
                             target,
@@ -730,6 +703,46 @@ mod tests {
                 callees: 1
             }
         );
+    }
+
+    #[test]
+    fn snapshot_is_written_only_once_its_segment_is_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (graph, _) = LiveGraph::load(dir.path()).unwrap();
+        let requests = scattered();
+        feed(&graph, &requests[..2]);
+        graph.on_seal(4);
+        // Spans after the seal belong to the next segment, not to this snapshot.
+        feed(&graph, &requests[2..]);
+        let (before_flush, generation) = LiveGraph::load(dir.path()).unwrap();
+        assert_eq!(generation, 0, "a crash before the flush finds no snapshot");
+        assert!(before_flush.state.lock().pending.is_empty());
+        graph.on_flushed(4);
+        let (reloaded, generation) = LiveGraph::load(dir.path()).unwrap();
+        assert_eq!(generation, 4);
+        let (expected, _) = LiveGraph::load(tempfile::tempdir().unwrap().path()).unwrap();
+        feed(&expected, &requests[..2]);
+        let answer =
+            |g: &LiveGraph| serde_json::to_value(group_graph(g.snapshot(ALL), GroupBy::Pod));
+        assert_eq!(answer(&reloaded).unwrap(), answer(&expected).unwrap());
+        let pending = |g: &LiveGraph| g.state.lock().num_pending_spans;
+        assert_eq!(pending(&reloaded), pending(&expected));
+        assert_eq!(
+            pending(&reloaded),
+            2,
+            "the cart server span and the redis call"
+        );
+    }
+
+    #[test]
+    fn unreadable_snapshot_means_a_rebuild_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let graph_dir = dir.path().join("graph");
+        std::fs::create_dir_all(&graph_dir).unwrap();
+        std::fs::write(graph_dir.join("0000000007.bin"), b"half a snapshot").unwrap();
+        let (graph, generation) = LiveGraph::load(dir.path()).unwrap();
+        assert_eq!(generation, 0);
+        assert!(graph.snapshot(ALL).edges.is_empty());
     }
 
     #[test]

@@ -4,15 +4,16 @@
 //!
 //! ```text
 //! Store commit ─► LiveGraph (pairing, 10 s buckets) ─► snapshot(range) ─► group_graph(by)
-//!                      └─ on seal ─► graph/<generation>.json
+//!                      └─ on seal, written once flushed ─► graph/<generation>.bin
 //! ```
 
 mod answer;
 mod edge_stats;
 mod endpoint;
 mod live;
+mod snapshot_file;
 
 pub use answer::{Graph, GraphEdge, GraphNode, group_graph};
 pub use edge_stats::{EdgeStats, quantile};
 pub use endpoint::{Endpoint, GroupBy, USER_NODE};
-pub use live::{BUCKET_NANOS, GraphSnapshot, LiveGraph, Unpaired};
+pub use live::{BUCKET_NANOS, GraphSnapshot, LiveGraph, Pending, Unpaired};
