@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! on_commit(batch) ─► for each CLIENT/PRODUCER and SERVER/CONSUMER span:
+//!     database call (db.system, a peer) ──► edge caller → virtual database, at once
 //!     callee without parent ──────────────► edge user → callee
 //!     partner already pending in trace ───► edge caller → callee (bucket of caller start)
 //!     otherwise ──────────────────────────► pending[trace] (waits for its partner)
@@ -393,6 +394,7 @@ impl Working {
         let version = DictStr::of(batch, col::VERSION)?;
         let pod = DictStr::of(batch, col::POD)?;
         let peer = DictStr::of(batch, col::PEER)?;
+        let db_system = DictStr::of(batch, col::DB_SYSTEM)?;
         // Peers' virtual nodes, by dictionary key of the peer column.
         let mut peer_cache: HashMap<Option<i32>, Option<EndpointId>> = HashMap::new();
 
@@ -451,6 +453,24 @@ impl Working {
                     None
                 },
             };
+
+            // A database does not trace its clients' calls with SERVER spans of its own:
+            // a CLIENT span with `db.system` and a peer is settled now as an edge to the
+            // database's virtual node, as the sweep would settle it after the pairing
+            // window. Waiting would only hold it in memory: in a typical mesh, database
+            // calls are most of the spans that never pair.
+            if kind == 3
+                && let Some(target) = span.peer
+                && db_system.key(row).is_some()
+            {
+                let ms = span.duration_nanos as f64 / 1e6;
+                let key = EdgeKey {
+                    source: endpoint,
+                    target,
+                };
+                self.record(key, start, span.error, ms, None);
+                continue;
+            }
 
             if is_callee && span.parent.is_none() {
                 let user = self.endpoints.intern(Endpoint::virtual_node(USER_NODE));
@@ -632,10 +652,17 @@ mod tests {
             error,
             attributes: Vec::new(),
         };
+        // A database call, settled at once, and a call to an external API, pending until
+        // the pairing window ends.
         let mut redis = span("cart-1", 5, Some(4), 3, 3, 1, false);
         redis.attributes = vec![kv("db.system", "redis")];
+        let mut stripe = span("cart-1", 6, Some(4), 3, 4, 1, false);
+        stripe.attributes = vec![kv("server.address", "api.stripe.example")];
         vec![
-            request(1, &[span("cart-1", 4, Some(3), 2, 2, 4, true), redis]),
+            request(
+                1,
+                &[span("cart-1", 4, Some(3), 2, 2, 4, true), redis, stripe],
+            ),
             request(1, &[span("frontend-0", 1, None, 2, 0, 10, true)]),
             request(1, &[span("frontend-0", 3, Some(1), 3, 1, 6, false)]),
             // A callee whose caller never arrives.
@@ -670,6 +697,11 @@ mod tests {
         assert_eq!(edge("user", "frontend").map(|e| e.errors), Some(1));
         assert_eq!(
             edge("cart", "redis").map(|e| e.calls),
+            Some(1),
+            "database call settled at once"
+        );
+        assert_eq!(
+            edge("cart", "api.stripe.example").map(|e| e.calls),
             Some(1),
             "tentative virtual edge"
         );
@@ -730,7 +762,7 @@ mod tests {
         assert_eq!(
             pending(&reloaded),
             2,
-            "the cart server span and the redis call"
+            "the cart server span and the stripe call"
         );
     }
 
