@@ -177,7 +177,7 @@ pub(crate) fn ingest_all(
             }
             let ingestor = ingestor.clone();
             tasks.spawn(async move {
-                let response = ingestor.export_encoded(raw, "bench").await?;
+                let response = ingestor.export_encoded(raw.into(), "bench").await?;
                 anyhow::ensure!(response.partial_success.is_none(), "spans were rejected");
                 anyhow::Ok(())
             });

@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -24,7 +24,7 @@ const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/
 
 /// The protobuf bytes of an export request, decoded by the ingestor.
 struct RawExport {
-    raw: Vec<u8>,
+    raw: Bytes,
 }
 
 /// Keeps requests as bytes; encodes responses with prost.
@@ -55,7 +55,8 @@ impl Decoder for RawExportDecoder {
     type Error = Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
-        let raw = src.copy_to_bytes(src.remaining()).to_vec();
+        // Split off tonic's buffer, not copied: the same bytes become the WAL record.
+        let raw = src.copy_to_bytes(src.remaining());
         Ok(Some(RawExport { raw }))
     }
 }

@@ -88,8 +88,8 @@ async fn handle(
         .trim()
         .to_ascii_lowercase();
     let body = match encoding.as_str() {
-        "identity" | "" => body.to_vec(),
-        "gzip" => gunzip(&body, limit)?,
+        "identity" | "" => body,
+        "gzip" => gunzip(&body, limit)?.into(),
         other => {
             return Err(IngestError::Unsupported {
                 what: "content encoding",

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use bytes::Bytes;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
@@ -101,12 +102,12 @@ impl Ingestor {
     /// [`Ingestor::export`].
     pub async fn export_encoded(
         &self,
-        raw: Vec<u8>,
+        raw: Bytes,
         protocol: &'static str,
     ) -> Result<ExportTraceServiceResponse, IngestError> {
         let started = Instant::now();
         let Some(columnarized) = columnarize_encoded(&raw) else {
-            let request = ExportTraceServiceRequest::decode(raw.as_slice())
+            let request = ExportTraceServiceRequest::decode(&raw[..])
                 .map_err(|e| IngestError::Decode(format!("protobuf: {e}")))?;
             return self.export(request, Some(raw), protocol).await;
         };
@@ -127,7 +128,7 @@ impl Ingestor {
     pub async fn export(
         &self,
         request: ExportTraceServiceRequest,
-        raw: Option<Vec<u8>>,
+        raw: Option<Bytes>,
         protocol: &'static str,
     ) -> Result<ExportTraceServiceResponse, IngestError> {
         let started = Instant::now();
@@ -137,7 +138,7 @@ impl Ingestor {
         // decisions of its own.
         let payload = |rejected: &[(usize, usize, usize)]| match raw {
             Some(raw) if rejected.is_empty() => raw,
-            _ => without_spans(&request, rejected).encode_to_vec(),
+            _ => without_spans(&request, rejected).encode_to_vec().into(),
         };
         let result = self.store_columnarized(columnarized, payload).await;
         self.finish_request(&result, started, protocol);
@@ -166,7 +167,7 @@ impl Ingestor {
     async fn store_columnarized(
         &self,
         mut columnarized: Columnarized,
-        payload: impl FnOnce(&[(usize, usize, usize)]) -> Vec<u8>,
+        payload: impl FnOnce(&[(usize, usize, usize)]) -> Bytes,
     ) -> Result<ExportTraceServiceResponse, IngestError> {
         let num_rejected = columnarized.num_rejected;
         let num_accepted = columnarized.num_accepted;

@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
@@ -122,7 +123,7 @@ pub struct ReplayReport {
 
 enum Command {
     Append {
-        payload: Vec<u8>,
+        payload: Bytes,
         batch: RecordBatch,
         done: oneshot::Sender<Result<(), StorageError>>,
     },
@@ -244,7 +245,11 @@ impl Store {
     /// # Errors
     /// [`StorageError::Overloaded`] when memory or the queue is full (retry later),
     /// [`StorageError::ShuttingDown`], or the I/O error of a failed sync.
-    pub async fn append(&self, payload: Vec<u8>, batch: RecordBatch) -> Result<(), StorageError> {
+    pub async fn append(
+        &self,
+        payload: impl Into<Bytes>,
+        batch: RecordBatch,
+    ) -> Result<(), StorageError> {
         let memory = self.shared.memory_bytes.load(Ordering::Relaxed);
         let budget = self.shared.config.span_memory_budget();
         if memory as usize > budget {
@@ -257,7 +262,7 @@ impl Store {
         }
         let (done, wait) = oneshot::channel();
         match self.commands.try_send(Command::Append {
-            payload,
+            payload: payload.into(),
             batch,
             done,
         }) {

@@ -85,13 +85,18 @@ pub struct Unpaired {
     pub callees: u64,
 }
 
+/// A hash map with aHash: every span's trace id and edge are looked up on the writer
+/// thread, before the span is acknowledged, and SipHash was the graph's largest cost there.
+/// aHash keeps a per-process random key, so crafted trace ids cannot force collisions.
+type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
 /// Everything the graph knows; what a snapshot file holds.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Working {
     endpoints: EndpointTable,
-    buckets: BTreeMap<i64, HashMap<EdgeKey, EdgeStats>>,
+    buckets: BTreeMap<i64, FastMap<EdgeKey, EdgeStats>>,
     unpaired: BTreeMap<i64, Unpaired>,
-    pending: HashMap<[u8; 16], PendingTrace>,
+    pending: FastMap<[u8; 16], PendingTrace>,
     /// Spans in `pending`, recounted after a load.
     #[serde(skip)]
     num_pending_spans: usize,
