@@ -67,6 +67,13 @@ pub struct Graph {
     /// Calls counted from callers still waiting for their callee (shown as virtual
     /// edges until paired).
     pub tentative_calls: u64,
+    /// Seconds per bucket of the coarsest statistics merged: the range was widened to
+    /// whole buckets of this width (10 within the newest hour of data, 300 within the
+    /// newest day, 3600 beyond).
+    pub resolution_seconds: i64,
+    /// Start of the oldest statistics the graph holds (30 days behind the newest);
+    /// ranges before it are answered without edges. `null` when the graph is empty.
+    pub retained_from_unix_nano: Option<i64>,
 }
 
 fn node(by: GroupBy, endpoint: &Endpoint) -> GraphNode {
@@ -130,5 +137,7 @@ pub fn group_graph(snapshot: GraphSnapshot, by: GroupBy) -> Graph {
         edges,
         unpaired: snapshot.unpaired,
         tentative_calls: snapshot.tentative_calls,
+        resolution_seconds: snapshot.resolution_nanos / 1_000_000_000,
+        retained_from_unix_nano: snapshot.retained_from_unix_nano,
     }
 }

@@ -1,5 +1,6 @@
 //! The live service graph: pairs caller and callee spans as they become durable and
-//! keeps per-edge statistics in 10-second buckets, persisted with every sealed segment.
+//! keeps per-edge statistics in time buckets (10 s for the newest hour, coarser with age:
+//! see `tiers`), persisted with every sealed segment.
 //!
 //! ```text
 //! on_commit(batch) ─► for each CLIENT/PRODUCER and SERVER/CONSUMER span:
@@ -10,6 +11,7 @@
 //! sweep (pending longer than the pairing window):
 //!     caller with a peer attribute ───────► edge caller → virtual peer
 //!     anything else ──────────────────────► counted as unpaired
+//!   then roll up: buckets past their level's age merge into coarser ones
 //! on_seal(generation) ─► state encoded ─► on_flushed(generation) ─► graph/<generation>.bin
 //! ```
 //!
@@ -32,11 +34,10 @@ use tracegate_storage::{
 use crate::graph::edge_stats::EdgeStats;
 use crate::graph::endpoint::{Endpoint, EndpointId, EndpointTable, USER_NODE};
 use crate::graph::snapshot_file;
+use crate::graph::tiers::{FINEST_BUCKET_NANOS, Mergeable, Tiered};
 use crate::table::TimeRange;
 use crate::views::STATUS_ERROR;
 
-/// Width of a statistics bucket.
-pub const BUCKET_NANOS: i64 = 10_000_000_000;
 /// How long a span waits for its partner before it is settled as virtual or unpaired.
 const DEFAULT_PAIRING_WINDOW: Duration = Duration::from_secs(30);
 /// How often pending spans are swept.
@@ -94,8 +95,8 @@ type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Working {
     endpoints: EndpointTable,
-    buckets: BTreeMap<i64, FastMap<EdgeKey, EdgeStats>>,
-    unpaired: BTreeMap<i64, Unpaired>,
+    buckets: Tiered<FastMap<EdgeKey, EdgeStats>>,
+    unpaired: Tiered<Unpaired>,
     pending: FastMap<[u8; 16], PendingTrace>,
     /// Spans in `pending`, recounted after a load.
     #[serde(skip)]
@@ -111,6 +112,11 @@ pub struct GraphSnapshot {
     pub unpaired: Unpaired,
     /// Pending callers counted as tentative virtual edges.
     pub tentative_calls: u64,
+    /// Width of the widest bucket the answer merged: the range was widened to whole
+    /// buckets of this width (10 s within the newest hour).
+    pub resolution_nanos: i64,
+    /// Start of the oldest bucket the graph still holds; older ranges are answered empty.
+    pub retained_from_unix_nano: Option<i64>,
 }
 
 /// How much the live graph holds back, waiting for partners.
@@ -142,8 +148,31 @@ fn now_unix_nano() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
+/// The finest bucket of a time, for pending spans (which are recent by nature).
 fn bucket_of(unix_nano: i64) -> i64 {
-    unix_nano.div_euclid(BUCKET_NANOS)
+    unix_nano.div_euclid(FINEST_BUCKET_NANOS)
+}
+
+impl Mergeable for FastMap<EdgeKey, EdgeStats> {
+    fn merge_from(&mut self, other: Self) {
+        for (key, stats) in other {
+            match self.entry(key) {
+                std::collections::hash_map::Entry::Occupied(mut mine) => {
+                    mine.get_mut().merge(&stats)
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(stats);
+                }
+            }
+        }
+    }
+}
+
+impl Mergeable for Unpaired {
+    fn merge_from(&mut self, other: Self) {
+        self.callers += other.callers;
+        self.callees += other.callees;
+    }
 }
 
 impl LiveGraph {
@@ -223,6 +252,7 @@ impl LiveGraph {
             window /= 2;
             state.sweep(now - window);
         }
+        state.roll_up(now);
     }
 
     /// Spans waiting for their partner, and their traces.
@@ -239,16 +269,19 @@ impl LiveGraph {
         let state = self.state.lock();
         let first = bucket_of(range.start_unix_nano);
         let last = bucket_of(range.end_unix_nano);
+        let (start, end) = (range.start_unix_nano, range.end_unix_nano);
         let mut merged: HashMap<EdgeKey, EdgeStats> = HashMap::new();
         let mut unpaired = Unpaired::default();
-        for (_, edges) in state.buckets.range(first..=last) {
+        let mut resolution_nanos = FINEST_BUCKET_NANOS;
+        for (width, edges) in state.buckets.overlapping(start, end) {
+            resolution_nanos = resolution_nanos.max(width);
             for (key, stats) in edges {
                 merged.entry(*key).or_default().merge(stats);
             }
         }
-        for (_, counts) in state.unpaired.range(first..=last) {
-            unpaired.callers += counts.callers;
-            unpaired.callees += counts.callees;
+        for (width, counts) in state.unpaired.overlapping(start, end) {
+            resolution_nanos = resolution_nanos.max(width);
+            unpaired.merge_from(*counts);
         }
 
         // What a sweep would decide now, without deciding it.
@@ -293,6 +326,8 @@ impl LiveGraph {
             edges,
             unpaired,
             tentative_calls,
+            resolution_nanos,
+            retained_from_unix_nano: state.buckets.oldest_start(),
         }
     }
 
@@ -364,8 +399,7 @@ impl Working {
         server_ms: Option<f64>,
     ) {
         self.buckets
-            .entry(bucket_of(start))
-            .or_default()
+            .at(start)
             .entry(key)
             .or_default()
             .record(error, latency_ms, server_ms);
@@ -527,6 +561,28 @@ impl Working {
         Ok(())
     }
 
+    /// Moves buckets that have aged past their level into coarser ones (see `tiers`).
+    fn roll_up(&mut self, now_unix_nano: i64) {
+        let edges = self.buckets.roll_up(now_unix_nano);
+        let unpaired = self.unpaired.roll_up(now_unix_nano);
+        let (merged, dropped) = (
+            edges.merged + unpaired.merged,
+            edges.dropped + unpaired.dropped,
+        );
+        if dropped > 0 {
+            tracing::info!(
+                merged,
+                dropped,
+                "service graph: buckets past retention dropped"
+            );
+        } else if merged > 0 {
+            tracing::debug!(
+                merged,
+                "service graph: aged buckets merged into coarser ones"
+            );
+        }
+    }
+
     /// Settles traces untouched since `cutoff_unix_nano`.
     fn sweep(&mut self, cutoff_unix_nano: i64) {
         let expired: Vec<[u8; 16]> = self
@@ -551,18 +607,12 @@ impl Working {
                         self.record(key, caller.start_unix_nano, caller.error, ms, None);
                     }
                     None => {
-                        self.unpaired
-                            .entry(bucket_of(caller.start_unix_nano))
-                            .or_default()
-                            .callers += 1;
+                        self.unpaired.at(caller.start_unix_nano).callers += 1;
                     }
                 }
             }
             for callee in trace.callees {
-                self.unpaired
-                    .entry(bucket_of(callee.start_unix_nano))
-                    .or_default()
-                    .callees += 1;
+                self.unpaired.at(callee.start_unix_nano).callees += 1;
             }
         }
     }
@@ -769,6 +819,57 @@ mod tests {
             2,
             "the cart server span and the stripe call"
         );
+    }
+
+    #[test]
+    fn old_calls_merge_into_coarser_buckets_and_the_answer_says_so() {
+        let call = |trace: u8, start_ms: i64| {
+            let span = |pod, id, parent, kind| S {
+                pod,
+                id,
+                parent,
+                kind,
+                start_ms,
+                duration_ms: 5,
+                error: false,
+                attributes: Vec::new(),
+            };
+            request(
+                trace,
+                &[
+                    span("frontend-0", 1, None, 3),
+                    span("cart-1", 2, Some(1), 2),
+                ],
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (graph, _) = LiveGraph::load(dir.path()).unwrap();
+        let three_hours_ms = 3 * 3_600 * 1_000;
+        feed(
+            &graph,
+            &[call(1, 0), call(2, 20_000), call(3, three_hours_ms)],
+        );
+        graph.state.lock().roll_up(now_unix_nano());
+        let calls = |range: TimeRange| {
+            let answer = group_graph(graph.snapshot(range), GroupBy::Service);
+            let calls = answer.edges.iter().map(|e| e.calls).sum::<u64>();
+            (calls, answer.resolution_seconds)
+        };
+        assert_eq!(calls(ALL), (3, 300));
+        // One second asked, three hours back: its whole 5-minute bucket answers.
+        let at = |ms: i64| TimeRange {
+            start_unix_nano: T0 + ms * 1_000_000,
+            end_unix_nano: T0 + ms * 1_000_000 + 999_999_999,
+        };
+        assert_eq!(calls(at(0)), (2, 300));
+        assert_eq!(calls(at(three_hours_ms)), (1, 10));
+        let retained = group_graph(graph.snapshot(ALL), GroupBy::Service).retained_from_unix_nano;
+        assert_eq!(retained, Some(T0 - T0.rem_euclid(300_000_000_000)));
+        graph.persist(1).unwrap();
+        let (reloaded, _) = LiveGraph::load(dir.path()).unwrap();
+        let answer =
+            |g: &LiveGraph| serde_json::to_value(group_graph(g.snapshot(at(0)), GroupBy::Pod));
+        assert_eq!(answer(&reloaded).unwrap(), answer(&graph).unwrap());
     }
 
     #[test]

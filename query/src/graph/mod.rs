@@ -3,7 +3,8 @@
 //! percentiles from mergeable sketches.
 //!
 //! ```text
-//! Store commit ─► LiveGraph (pairing, 10 s buckets) ─► snapshot(range) ─► group_graph(by)
+//! Store commit ─► LiveGraph (pairing, buckets: 10 s, 5 min after an hour, 1 h after a day)
+//!                      ─► snapshot(range) ─► group_graph(by)
 //!                      └─ on seal, written once flushed ─► graph/<generation>.bin
 //! ```
 
@@ -12,8 +13,10 @@ mod edge_stats;
 mod endpoint;
 mod live;
 mod snapshot_file;
+mod tiers;
 
 pub use answer::{Graph, GraphEdge, GraphNode, group_graph};
 pub use edge_stats::{EdgeStats, quantile};
 pub use endpoint::{Endpoint, GroupBy, USER_NODE};
-pub use live::{BUCKET_NANOS, GraphSnapshot, LiveGraph, Pending, Unpaired};
+pub use live::{GraphSnapshot, LiveGraph, Pending, Unpaired};
+pub use tiers::FINEST_BUCKET_NANOS;

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use tracegate_storage::StorageError;
 
 /// First bytes of every snapshot file; the digit is the format's version.
-const MAGIC: &[u8] = b"tracegate graph snapshot 2\n";
+const MAGIC: &[u8] = b"tracegate graph snapshot 3\n";
 /// Extension of current snapshot files.
 const EXTENSION: &str = "bin";
 /// Extension of the JSON snapshots of earlier versions, removed like older snapshots.
@@ -32,7 +32,12 @@ pub(crate) fn encode<T: Serialize>(state: &T) -> Result<Vec<u8>, StorageError> {
 /// Decodes the bytes of a snapshot file read from `path`.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], path: &Path) -> Result<T, StorageError> {
     let body = bytes.strip_prefix(MAGIC).ok_or_else(|| {
-        StorageError::Corrupt(format!("graph snapshot {}: not a snapshot", path.display()))
+        let what = if bytes.starts_with(&MAGIC[..MAGIC.len() - 2]) {
+            "written by another version of tracegate"
+        } else {
+            "not a snapshot"
+        };
+        StorageError::Corrupt(format!("graph snapshot {}: {what}", path.display()))
     })?;
     postcard::from_bytes(body)
         .map_err(|e| StorageError::Corrupt(format!("graph snapshot {}: {e}", path.display())))
