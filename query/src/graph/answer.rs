@@ -71,7 +71,7 @@ pub struct Graph {
     /// whole buckets of this width (10 within the newest hour of data, 300 within the
     /// newest day, 3600 beyond).
     pub resolution_seconds: i64,
-    /// Start of the oldest statistics the graph holds (30 days behind the newest);
+    /// Start of the oldest statistics the graph holds (7 days behind the newest);
     /// ranges before it are answered without edges. `null` when the graph is empty.
     pub retained_from_unix_nano: Option<i64>,
 }

@@ -5,7 +5,7 @@
 //! age, behind the newest bucket   bucket width
 //!   up to 1 hour                    10 s      (every answer of the last hour is exact to 10 s)
 //!   up to 1 day                     5 min
-//!   up to 30 days                   1 hour
+//!   up to 7 days                    1 hour
 //!   older                           dropped   (the segments still hold every span)
 //! ```
 //!
@@ -47,7 +47,7 @@ const LEVELS: [Level; 3] = [
     },
     Level {
         width: HOUR,
-        keep_for: 30 * 24 * HOUR,
+        keep_for: 7 * 24 * HOUR,
     },
 ];
 
@@ -213,32 +213,29 @@ mod tests {
     }
 
     #[test]
-    fn buckets_beyond_thirty_days_are_dropped_and_memory_stays_bounded() {
+    fn buckets_beyond_seven_days_are_dropped_and_memory_stays_bounded() {
         let mut tiered = Tiered::<Count>::default();
         let day = 24 * 3_600 * SECOND;
-        // One value a minute for 40 days, rolled up every simulated hour as a server would.
+        // One value a minute for 10 days, rolled up every simulated hour as a server would.
         let mut dropped = 0;
-        for minute in 0..40 * 24 * 60 {
+        for minute in 0..10 * 24 * 60 {
             let t = T0 + minute * 60 * SECOND;
             tiered.at(t).0 += 1;
             if minute % 60 == 0 {
                 dropped += tiered.roll_up(t).dropped;
             }
         }
-        let now = T0 + 40 * day;
+        let now = T0 + 10 * day;
         dropped += tiered.roll_up(now).dropped;
         assert!(dropped > 0);
         let [fine, medium, coarse] = buckets(&tiered);
         assert!(
-            fine <= 361 && medium <= 289 && coarse <= 30 * 24 + 1,
+            fine <= 361 && medium <= 277 && coarse <= 6 * 24 + 1,
             "{fine}/{medium}/{coarse}"
         );
         let oldest = tiered.oldest_start().expect("data left");
-        assert!(
-            oldest >= now - 30 * day - 2 * HOUR,
-            "kept more than 30 days"
-        );
-        assert!(oldest <= now - 29 * day, "dropped too much");
+        assert!(oldest >= now - 7 * day - 2 * HOUR, "kept more than 7 days");
+        assert!(oldest <= now - 6 * day, "dropped too much");
         // What is kept is whole: one value per minute.
         let kept_minutes = (now - oldest) / (60 * SECOND);
         let (sum, _) = total(&tiered, oldest, now);
