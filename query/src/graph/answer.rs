@@ -69,11 +69,8 @@ pub struct Graph {
     pub tentative_calls: u64,
     /// Seconds per bucket of the coarsest statistics merged: the range was widened to
     /// whole buckets of this width (10 within the newest hour of data, 300 within the
-    /// newest day, 3600 beyond).
+    /// newest day, 3600 within the newest week, 86400 before).
     pub resolution_seconds: i64,
-    /// Start of the oldest statistics the graph holds (7 days behind the newest);
-    /// ranges before it are answered without edges. `null` when the graph is empty.
-    pub retained_from_unix_nano: Option<i64>,
 }
 
 fn node(by: GroupBy, endpoint: &Endpoint) -> GraphNode {
@@ -138,6 +135,5 @@ pub fn group_graph(snapshot: GraphSnapshot, by: GroupBy) -> Graph {
         unpaired: snapshot.unpaired,
         tentative_calls: snapshot.tentative_calls,
         resolution_seconds: snapshot.resolution_nanos / 1_000_000_000,
-        retained_from_unix_nano: snapshot.retained_from_unix_nano,
     }
 }

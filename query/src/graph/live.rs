@@ -115,8 +115,6 @@ pub struct GraphSnapshot {
     /// Width of the widest bucket the answer merged: the range was widened to whole
     /// buckets of this width (10 s within the newest hour).
     pub resolution_nanos: i64,
-    /// Start of the oldest bucket the graph still holds; older ranges are answered empty.
-    pub retained_from_unix_nano: Option<i64>,
 }
 
 /// How much the live graph holds back, waiting for partners.
@@ -327,7 +325,6 @@ impl LiveGraph {
             unpaired,
             tentative_calls,
             resolution_nanos,
-            retained_from_unix_nano: state.buckets.oldest_start(),
         }
     }
 
@@ -563,19 +560,8 @@ impl Working {
 
     /// Moves buckets that have aged past their level into coarser ones (see `tiers`).
     fn roll_up(&mut self, now_unix_nano: i64) {
-        let edges = self.buckets.roll_up(now_unix_nano);
-        let unpaired = self.unpaired.roll_up(now_unix_nano);
-        let (merged, dropped) = (
-            edges.merged + unpaired.merged,
-            edges.dropped + unpaired.dropped,
-        );
-        if dropped > 0 {
-            tracing::info!(
-                merged,
-                dropped,
-                "service graph: buckets past retention dropped"
-            );
-        } else if merged > 0 {
+        let merged = self.buckets.roll_up(now_unix_nano) + self.unpaired.roll_up(now_unix_nano);
+        if merged > 0 {
             tracing::debug!(
                 merged,
                 "service graph: aged buckets merged into coarser ones"
@@ -863,8 +849,6 @@ mod tests {
         };
         assert_eq!(calls(at(0)), (2, 300));
         assert_eq!(calls(at(three_hours_ms)), (1, 10));
-        let retained = group_graph(graph.snapshot(ALL), GroupBy::Service).retained_from_unix_nano;
-        assert_eq!(retained, Some(T0 - T0.rem_euclid(300_000_000_000)));
         graph.persist(1).unwrap();
         let (reloaded, _) = LiveGraph::load(dir.path()).unwrap();
         let answer =

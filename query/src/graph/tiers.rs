@@ -1,12 +1,13 @@
 //! Time buckets that grow coarser with age, so that the live graph's memory and its
-//! snapshot files stay bounded however long the server runs.
+//! snapshot files grow with the time its data spans, not with its traffic: per edge,
+//! about 780 buckets for the newest week and one more per day before it.
 //!
 //! ```text
 //! age, behind the newest bucket   bucket width
 //!   up to 1 hour                    10 s      (every answer of the last hour is exact to 10 s)
 //!   up to 1 day                     5 min
 //!   up to 7 days                    1 hour
-//!   older                           dropped   (the segments still hold every span)
+//!   older                           1 day (UTC)
 //! ```
 //!
 //! Ages count from the newest bucket that holds data, or from the wall clock when that is
@@ -26,7 +27,7 @@ pub(crate) trait Mergeable: Default {
 }
 
 /// One level of resolution: its bucket width and how long, behind the newest data, a
-/// bucket stays at this width.
+/// bucket stays at this width (the last level keeps its buckets).
 struct Level {
     width: i64,
     keep_for: i64,
@@ -34,34 +35,30 @@ struct Level {
 
 const SECOND: i64 = 1_000_000_000;
 const HOUR: i64 = 3_600 * SECOND;
+const DAY: i64 = 24 * HOUR;
 
 /// The levels, finest first. Each width divides the next one's.
-const LEVELS: [Level; 3] = [
+const LEVELS: [Level; 4] = [
     Level {
         width: 10 * SECOND,
         keep_for: HOUR,
     },
     Level {
         width: 300 * SECOND,
-        keep_for: 24 * HOUR,
+        keep_for: DAY,
     },
     Level {
         width: HOUR,
-        keep_for: 7 * 24 * HOUR,
+        keep_for: 7 * DAY,
+    },
+    Level {
+        width: DAY,
+        keep_for: i64::MAX,
     },
 ];
 
 /// Width of the finest buckets, where every new value is recorded.
 pub const FINEST_BUCKET_NANOS: i64 = LEVELS[0].width;
-
-/// What one [`Tiered::roll_up`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct RollUp {
-    /// Buckets merged into a coarser one.
-    pub merged: usize,
-    /// Buckets older than the last level keeps, dropped.
-    pub dropped: usize,
-}
 
 /// Values of type `V` per time bucket, at the resolution their age allows.
 #[derive(Debug, Serialize, Deserialize)]
@@ -102,15 +99,6 @@ impl<V: Mergeable> Tiered<V> {
             })
     }
 
-    /// Start of the oldest bucket held, if any.
-    pub(crate) fn oldest_start(&self) -> Option<i64> {
-        LEVELS
-            .iter()
-            .zip(&self.levels)
-            .filter_map(|(level, buckets)| buckets.keys().next().map(|k| k * level.width))
-            .min()
-    }
-
     /// Start of the newest bucket held, if any.
     fn newest_start(&self) -> Option<i64> {
         LEVELS
@@ -120,15 +108,15 @@ impl<V: Mergeable> Tiered<V> {
             .max()
     }
 
-    /// Moves every bucket that has outgrown its level into the next one, and drops
-    /// those older than the last level keeps. `now_unix_nano` is the wall clock.
-    pub(crate) fn roll_up(&mut self, now_unix_nano: i64) -> RollUp {
-        let mut done = RollUp::default();
+    /// Moves every bucket that has outgrown its level into the next one, and returns
+    /// how many moved. `now_unix_nano` is the wall clock.
+    pub(crate) fn roll_up(&mut self, now_unix_nano: i64) -> usize {
+        let mut merged = 0;
         let Some(newest) = self.newest_start() else {
-            return done;
+            return merged;
         };
         let reference = newest.min(now_unix_nano);
-        for (index, level) in LEVELS.iter().enumerate() {
+        for (index, (level, next)) in LEVELS.iter().zip(&LEVELS[1..]).enumerate() {
             let cutoff = reference.saturating_sub(level.keep_for);
             while let Some(entry) = self.levels[index].first_entry() {
                 let start = entry.key() * level.width;
@@ -136,19 +124,14 @@ impl<V: Mergeable> Tiered<V> {
                     break;
                 }
                 let value = entry.remove();
-                match LEVELS.get(index + 1) {
-                    Some(next) => {
-                        self.levels[index + 1]
-                            .entry(start.div_euclid(next.width))
-                            .or_default()
-                            .merge_from(value);
-                        done.merged += 1;
-                    }
-                    None => done.dropped += 1,
-                }
+                self.levels[index + 1]
+                    .entry(start.div_euclid(next.width))
+                    .or_default()
+                    .merge_from(value);
+                merged += 1;
             }
         }
-        done
+        merged
     }
 }
 
@@ -182,8 +165,8 @@ mod tests {
         }
     }
 
-    fn buckets(tiered: &Tiered<Count>) -> [usize; 3] {
-        [0, 1, 2].map(|i| tiered.levels[i].len())
+    fn buckets(tiered: &Tiered<Count>) -> [usize; 4] {
+        [0, 1, 2, 3].map(|i| tiered.levels[i].len())
     }
 
     #[test]
@@ -192,9 +175,7 @@ mod tests {
         let three_hours = 3 * 3_600;
         fill(&mut tiered, T0, three_hours);
         let now = T0 + three_hours * SECOND;
-        let done = tiered.roll_up(now);
-        assert!(done.merged > 0);
-        assert_eq!(done.dropped, 0);
+        assert!(tiered.roll_up(now) > 0);
         assert_eq!(
             total(&tiered, i64::MIN / 2, i64::MAX / 2).0,
             three_hours as u64
@@ -206,40 +187,38 @@ mod tests {
         // Two hours ago: a minute asked, its 5-minute bucket answered.
         let old = T0 + 600 * SECOND;
         assert_eq!(total(&tiered, old, old + 59 * SECOND), (300, 300 * SECOND));
-        let [fine, medium, coarse] = buckets(&tiered);
+        let [fine, medium, hourly, daily] = buckets(&tiered);
         assert!((360..=361).contains(&fine), "{fine} fine buckets");
         assert_eq!(medium, 24, "two hours in 5-minute buckets");
-        assert_eq!(coarse, 0);
+        assert_eq!((hourly, daily), (0, 0));
     }
 
     #[test]
-    fn buckets_beyond_seven_days_are_dropped_and_memory_stays_bounded() {
+    fn a_long_run_keeps_about_780_buckets_plus_one_a_day() {
         let mut tiered = Tiered::<Count>::default();
-        let day = 24 * 3_600 * SECOND;
-        // One value a minute for 10 days, rolled up every simulated hour as a server would.
-        let mut dropped = 0;
-        for minute in 0..10 * 24 * 60 {
+        let days = 40;
+        // One value a minute for 40 days, rolled up every simulated hour as a server would.
+        for minute in 0..days * 24 * 60 {
             let t = T0 + minute * 60 * SECOND;
             tiered.at(t).0 += 1;
             if minute % 60 == 0 {
-                dropped += tiered.roll_up(t).dropped;
+                tiered.roll_up(t);
             }
         }
-        let now = T0 + 10 * day;
-        dropped += tiered.roll_up(now).dropped;
-        assert!(dropped > 0);
-        let [fine, medium, coarse] = buckets(&tiered);
+        let now = T0 + days * DAY;
+        tiered.roll_up(now);
+        let [fine, medium, hourly, daily] = buckets(&tiered);
         assert!(
-            fine <= 361 && medium <= 277 && coarse <= 6 * 24 + 1,
-            "{fine}/{medium}/{coarse}"
+            fine <= 361 && medium <= 277 && hourly <= 6 * 24 + 1 && daily <= 34,
+            "{fine}/{medium}/{hourly}/{daily}"
         );
-        let oldest = tiered.oldest_start().expect("data left");
-        assert!(oldest >= now - 7 * day - 2 * HOUR, "kept more than 7 days");
-        assert!(oldest <= now - 6 * day, "dropped too much");
-        // What is kept is whole: one value per minute.
-        let kept_minutes = (now - oldest) / (60 * SECOND);
-        let (sum, _) = total(&tiered, oldest, now);
-        assert_eq!(sum, kept_minutes as u64);
+        assert!(daily >= 32, "{daily} daily buckets");
+        // Nothing is lost: one value per minute, all of them still counted.
+        assert_eq!(total(&tiered, T0, now).0, (days * 24 * 60) as u64);
+        // A day five weeks back is one daily bucket; yesterday is hourly.
+        let five_weeks_ago = now - 35 * DAY;
+        assert_eq!(total(&tiered, five_weeks_ago, five_weeks_ago).1, DAY);
+        assert_eq!(total(&tiered, now - 2 * DAY, now - 2 * DAY).1, HOUR);
     }
 
     #[test]
@@ -261,9 +240,8 @@ mod tests {
     fn a_span_from_the_far_future_does_not_age_the_present() {
         let mut tiered = Tiered::<Count>::default();
         fill(&mut tiered, T0, 600);
-        tiered.at(T0 + 365 * 24 * HOUR).0 += 1;
-        let done = tiered.roll_up(T0 + 600 * SECOND);
-        assert_eq!(done, RollUp::default());
+        tiered.at(T0 + 365 * DAY).0 += 1;
+        assert_eq!(tiered.roll_up(T0 + 600 * SECOND), 0);
         assert_eq!(total(&tiered, T0, T0 + 9 * SECOND), (10, 10 * SECOND));
     }
 
@@ -272,8 +250,7 @@ mod tests {
         let mut tiered = Tiered::<Count>::default();
         fill(&mut tiered, T0, 1_800);
         // The wall clock is a year later: ages count from the data, not from today.
-        let done = tiered.roll_up(T0 + 365 * 24 * HOUR);
-        assert_eq!(done, RollUp::default());
-        assert_eq!(buckets(&tiered), [180, 0, 0]);
+        assert_eq!(tiered.roll_up(T0 + 365 * DAY), 0);
+        assert_eq!(buckets(&tiered), [180, 0, 0, 0]);
     }
 }
