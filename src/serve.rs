@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 use tracegate_collector::{Ingestor, grpc_service, http_router};
-use tracegate_query::graph::LiveGraph;
+use tracegate_query::graph::{LiveGraph, SWEEP_EVERY};
 use tracegate_storage::{CommitObserver, Store, StoreConfig};
 use tracegate_ui_api::{AppState, api_router};
 
@@ -52,6 +52,30 @@ fn write_ports(data_dir: &Path, addrs: &BoundAddrs) -> anyhow::Result<()> {
 /// Waits until `stop` turns true.
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Ticks the service graph every [`SWEEP_EVERY`] until the server stops, so that spans
+/// still waiting for a partner when traffic stops are settled (as virtual edges or
+/// unpaired) once their pairing window ends, not at the next export.
+fn spawn_graph_sweeper(graph: std::sync::Weak<LiveGraph>, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(SWEEP_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let Some(graph) = graph.upgrade() else { return };
+            // A sweep walks every pending trace under the graph's lock: off the runtime.
+            if tokio::task::spawn_blocking(move || graph.tick())
+                .await
+                .is_err()
+            {
+                tracing::error!("service graph sweep panicked");
+            }
+        }
+    });
 }
 
 /// Runs the server until `shutdown` resolves. `on_ready` is called with the bound
@@ -131,6 +155,7 @@ pub async fn run(
         "write-ahead log replayed"
     );
 
+    spawn_graph_sweeper(Arc::downgrade(&graph), stop_rx.clone());
     let ingestor = Ingestor::new(store.clone(), config.max_request_bytes);
     let state = AppState::new(store.clone(), ingestor.clone(), graph);
     let _ = gate.set(api_router(state.clone()));

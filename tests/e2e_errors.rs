@@ -562,7 +562,11 @@ fn unsupported_content_type_or_encoding_is_a_415() {
 
     let reply = post(&server.otlp_http_url(), JSON, Some("br"), body);
     assert_eq!(reply.status, 415, "content encoding br: {}", reply.text());
-    assert!(error_message(&reply, JSON).contains("br"));
+    let message = error_message(&reply, JSON);
+    assert!(
+        message.contains("br") && message.contains("gzip"),
+        "names the encoding and the one to use: {message}"
+    );
 
     // Parameters on a supported type are fine.
     let reply = post(

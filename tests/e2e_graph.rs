@@ -445,3 +445,103 @@ async fn demarcation_ranks_the_injected_origin_first() {
     assert_eq!(first["edge"]["source"], "productcatalog", "{first}");
     assert_eq!(first["edge"]["target"], "catalog", "{first}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_external_call_settles_after_traffic_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let attribute = |key: &str, value: &str| opentelemetry_proto::tonic::common::v1::KeyValue {
+        key: key.into(),
+        value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+            value: Some(Any::StringValue(value.into())),
+        }),
+        ..Default::default()
+    };
+    let call = Span {
+        trace_id: vec![0x5e; 16],
+        span_id: vec![0x5e; 8],
+        name: "POST /charges".into(),
+        kind: 3,
+        start_time_unix_nano: now - 2_000_000,
+        end_time_unix_nano: now - 1_000_000,
+        attributes: vec![attribute("server.address", "api.payments.example")],
+        ..Default::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![attribute("service.name", "checkout")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![call],
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    send(&server.grpc, vec![request]).await;
+
+    // At once: a tentative edge, waiting for a callee that never comes.
+    let graph = server.get("/api/v1/graph");
+    assert_eq!(graph["tentative_calls"], 1, "{graph}");
+    // No more traffic: the server's own timer settles it once the 30 s window ends.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let settled = loop {
+        let graph = server.get("/api/v1/graph");
+        if graph["tentative_calls"] == 0 {
+            break graph;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still pending after 60 s: {graph}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let edges = settled["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 1, "{settled}");
+    assert_eq!(edges[0]["source"], "checkout");
+    assert_eq!(edges[0]["target"], "api.payments.example");
+    assert_eq!(edges[0]["calls"], 1);
+    assert_eq!(settled["resolution_seconds"], 10);
+    let metrics = ureq::get(&server.url("/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("tracegate_graph_pending_spans 0"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn the_web_page_is_served_at_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let mut response = ureq::get(&server.url("/")).call().expect("GET / succeeds");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let page = response.body_mut().read_to_string().unwrap();
+    // The page reads the graph and the outlier monitor from the API it links to.
+    for reference in [
+        "/api/v1/graph?by=",
+        "/api/v1/outliers/live",
+        "/api/openapi.yaml",
+    ] {
+        assert!(page.contains(reference), "the page uses {reference}");
+    }
+    for path in ["/api/v1/graph?by=service", "/api/v1/outliers/live"] {
+        assert_eq!(get_status(&server.url(path)), 200, "{path}");
+    }
+}

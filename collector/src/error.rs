@@ -58,12 +58,14 @@ pub enum IngestError {
         limit_bytes: usize,
     },
     /// The content type or encoding is not one we read.
-    #[error("unsupported {what}: {value} (use application/x-protobuf or application/json)")]
+    #[error("unsupported {what}: {value} ({hint})")]
     Unsupported {
         /// "content type" or "content encoding".
         what: &'static str,
         /// The value sent.
         value: String,
+        /// What to send instead.
+        hint: &'static str,
     },
     /// Storage refused or failed.
     #[error(transparent)]

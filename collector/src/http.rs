@@ -56,6 +56,7 @@ async fn export(State(ingestor): State<Ingestor>, headers: HeaderMap, body: Body
             let error = IngestError::Unsupported {
                 what: "content type",
                 value: format!("{content_type:?}"),
+                hint: "use application/x-protobuf or application/json",
             };
             return error_response(Format::Json, &error);
         }
@@ -94,6 +95,7 @@ async fn handle(
             return Err(IngestError::Unsupported {
                 what: "content encoding",
                 value: other.to_string(),
+                hint: "use gzip, or send the body uncompressed",
             });
         }
     };

@@ -15,6 +15,7 @@ mod jaeger;
 mod metrics;
 mod native;
 mod outliers_api;
+mod page;
 mod router;
 mod state;
 mod time_range;

@@ -5,15 +5,16 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 
 use crate::state::AppState;
-use crate::{canary_api, graph_api, health, jaeger, metrics, native, outliers_api};
+use crate::{canary_api, graph_api, health, jaeger, metrics, native, outliers_api, page};
 
 /// The OpenAPI description of this API, served at `/api/openapi.yaml`.
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
 
-/// Every route of the query API, health and metrics.
+/// Every route of the query API, the web page, health and metrics.
 pub fn api_router(state: AppState) -> Router {
     let anchors = canary_api::Anchors::default();
     Router::new()
+        .route("/", get(page::index))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(metrics::metrics))

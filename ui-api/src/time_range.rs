@@ -13,7 +13,8 @@ pub fn now_unix_nano() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// Parses a time given as RFC 3339 or integer Unix microseconds, into Unix nanoseconds.
+/// Parses a time given as RFC 3339 (any UTC offset, either case) or integer Unix
+/// microseconds, into Unix nanoseconds.
 ///
 /// # Errors
 /// A 400 answer naming the parameter.
@@ -22,13 +23,40 @@ pub fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
     if let Ok(micros) = text.parse::<i64>() {
         return Ok(micros.saturating_mul(1_000));
     }
-    let time = humantime::parse_rfc3339_weak(text).map_err(|e| {
+    let (utc, offset_seconds) = split_offset(text);
+    let time = humantime::parse_rfc3339_weak(&utc).map_err(|e| {
         ApiError::bad_request(format!(
             "invalid {name} {text:?}: want RFC 3339 or Unix microseconds ({e})"
         ))
     })?;
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    Ok(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
+    let nanos = i64::try_from(since.as_nanos()).unwrap_or(i64::MAX);
+    Ok(nanos.saturating_sub(offset_seconds * 1_000_000_000))
+}
+
+/// Splits a numeric UTC offset (`+01:00`, `-05:30`) off an RFC 3339 time: the time as
+/// if written in UTC (upper case, `Z`) and the offset in seconds east of UTC. A time
+/// without a numeric offset comes back upper-cased with offset 0.
+fn split_offset(text: &str) -> (String, i64) {
+    let upper = text.to_ascii_uppercase();
+    let Some(split) = upper.len().checked_sub(6) else {
+        return (upper, 0);
+    };
+    let (time, offset) = upper.split_at(split);
+    let bytes = offset.as_bytes();
+    let sign = match bytes[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return (upper, 0),
+    };
+    let hours = offset.get(1..3).and_then(|h| h.parse::<i64>().ok());
+    let minutes = offset.get(4..6).and_then(|m| m.parse::<i64>().ok());
+    match (hours, minutes, bytes[3], time.contains(['T', ' '])) {
+        (Some(h), Some(m), b':', true) if h < 24 && m < 60 => {
+            (format!("{time}Z"), sign * (h * 3_600 + m * 60))
+        }
+        _ => (upper, 0),
+    }
 }
 
 /// Parses a duration as Go writes them (`90s`, `1.5s`, `5m`, `1h30m`, `250ms`, `10us`),
@@ -111,6 +139,33 @@ mod tests {
         );
         let error = parse_time("start", "yesterday").unwrap_err();
         assert!(error.message.contains("invalid start"), "{}", error.message);
+    }
+
+    #[test]
+    fn rfc3339_offsets_and_lower_case_name_the_same_instant() {
+        let utc = parse_time("start", "2026-12-04T23:00:00Z").unwrap();
+        for text in [
+            "2026-12-05T00:00:00+01:00",
+            "2026-12-04T18:00:00-05:00",
+            "2026-12-05T04:30:00+05:30",
+            "2026-12-04t23:00:00z",
+            "2026-12-04T23:00:00+00:00",
+            "2026-12-04T23:00:00.000-00:00",
+        ] {
+            assert_eq!(parse_time("start", text).unwrap(), utc, "{text}");
+        }
+        for bad in [
+            "2026-12-04T23:00:00+25:00",
+            "2026-12-04T23:00:00+01",
+            "2026-12-04",
+        ] {
+            let error = parse_time("end", bad).unwrap_err();
+            assert!(
+                error.message.contains("invalid end"),
+                "{bad}: {}",
+                error.message
+            );
+        }
     }
 
     #[test]

@@ -41,7 +41,7 @@ use crate::views::STATUS_ERROR;
 /// How long a span waits for its partner before it is settled as virtual or unpaired.
 const DEFAULT_PAIRING_WINDOW: Duration = Duration::from_secs(30);
 /// How often pending spans are swept.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Most pending spans kept; beyond this the oldest traces are settled early.
 const MAX_PENDING_SPANS: usize = 2_000_000;
 
@@ -233,6 +233,13 @@ impl LiveGraph {
         drop(state);
         self.maybe_sweep(now);
         Ok(())
+    }
+
+    /// Sweeps and rolls up when [`SWEEP_EVERY`] has passed since the last time. Ingest
+    /// does this by itself; a server calls it on a timer too, so that spans pending when
+    /// traffic stops are still settled once their pairing window ends.
+    pub fn tick(&self) {
+        self.maybe_sweep(now_unix_nano());
     }
 
     fn maybe_sweep(&self, now: i64) {

@@ -18,5 +18,5 @@ mod tiers;
 pub use answer::{Graph, GraphEdge, GraphNode, group_graph};
 pub use edge_stats::{EdgeStats, quantile};
 pub use endpoint::{Endpoint, GroupBy, USER_NODE};
-pub use live::{GraphSnapshot, LiveGraph, Pending, Unpaired};
+pub use live::{GraphSnapshot, LiveGraph, Pending, SWEEP_EVERY, Unpaired};
 pub use tiers::FINEST_BUCKET_NANOS;
