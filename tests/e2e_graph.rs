@@ -544,4 +544,22 @@ fn the_web_page_is_served_at_the_root() {
     for path in ["/api/v1/graph?by=service", "/api/v1/outliers/live"] {
         assert_eq!(get_status(&server.url(path)), 200, "{path}");
     }
+    // A mistyped path gets a 404 in the shape of the API it was aimed at.
+    let error_body = |path: &str| -> Value {
+        ureq::get(&server.url(path))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap()
+    };
+    let native = error_body("/api/v1/grpah");
+    let message = native["error"].as_str().unwrap_or_default();
+    assert!(message.contains("/api/v1/grpah"), "{native}");
+    assert_eq!(get_status(&server.url("/api/v1/grpah")), 404);
+    let jaeger = error_body("/api/nothing");
+    assert_eq!(jaeger["errors"][0]["code"], 404, "{jaeger}");
 }

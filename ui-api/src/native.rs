@@ -41,3 +41,11 @@ pub(crate) async fn trace_tree(
         .map_err(|e| ApiError::bad_request(format!("cannot assemble trace {trace_id}: {e}")))?;
     Ok(Json(tree.to_json()))
 }
+
+/// Any other path under `/api/v1`: a 404 in the native API's error shape.
+pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no such API path: {}; see /api/openapi.yaml",
+        uri.path()
+    ))
+}

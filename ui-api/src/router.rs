@@ -46,6 +46,10 @@ pub fn api_router(state: AppState) -> Router {
             "/api/v1/canary/flagger",
             post(canary_api::flagger).layer(Extension(anchors)),
         )
+        .route(
+            "/api/v1/{*rest}",
+            get(native::not_found).post(native::not_found),
+        )
         .route("/api/{*rest}", get(jaeger::routes::not_found))
         .layer(from_fn_with_state(state.clone(), metrics::record_latency))
         .with_state(state)

@@ -35,7 +35,7 @@ impl Default for BetaPrior {
 /// a failure needs an error rate at least 1 percentage point or 1.5x above the baseline's,
 /// or a latency quantile at least 10% above it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct JudgeConfig {
     /// Chance, over all checks and all looks, that a canary no worse than its baseline
     /// fails. Split evenly (Bonferroni) over the checks of one judgement.
@@ -266,5 +266,15 @@ mod tests {
         let config: JudgeConfig = serde_json::from_str(r#"{"min_requests": 100}"#).unwrap();
         assert_eq!(config.min_requests, 100);
         assert_eq!(config.alpha, 0.01);
+    }
+
+    #[test]
+    fn a_misspelt_knob_is_an_error_not_a_silent_default() {
+        let error = serde_json::from_str::<JudgeConfig>(r#"{"min_request": 100}"#).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("unknown field `min_request`") && message.contains("min_requests"),
+            "{message}"
+        );
     }
 }
