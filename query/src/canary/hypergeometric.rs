@@ -45,39 +45,6 @@ impl HypergeometricBets {
         }
     }
 
-    /// `ln E0[ψ^C]` for each `ln ψ`, where `C` counts the marked among `drawn` draws without
-    /// replacement from `population` items of which `marked` are marked. The population
-    /// must not exceed a block.
-    fn urn_normalizers(&mut self, population: usize, marked: usize, drawn: usize) -> &[f64] {
-        let key = (population, marked, drawn);
-        if !self.rows.contains_key(&key) {
-            let log_choose = |n: usize, r: usize| {
-                self.log_factorials[n] - self.log_factorials[r] - self.log_factorials[n - r]
-            };
-            let unmarked = population - marked;
-            let log_pmf: Vec<(f64, f64)> = (drawn.saturating_sub(unmarked)..=drawn.min(marked))
-                .map(|x| {
-                    let log_p = log_choose(marked, x) + log_choose(unmarked, drawn - x)
-                        - log_choose(population, drawn);
-                    (x as f64, log_p)
-                })
-                .collect();
-            let row = self
-                .log_odds
-                .iter()
-                .map(|log_ratio| {
-                    let terms: Vec<f64> = log_pmf
-                        .iter()
-                        .map(|(x, log_p)| log_p + x * log_ratio)
-                        .collect();
-                    crate::canary::math::log_sum_exp(&terms)
-                })
-                .collect();
-            self.rows.insert(key, row);
-        }
-        self.rows.get(&key).map_or(&[], Vec::as_slice)
-    }
-
     /// Adds the log of each bet on one block, `C·ln ψ − ln E0[ψ^C | T]`, to `log_wealth`
     /// (one entry per odds ratio).
     pub(crate) fn settle(&mut self, drawn: usize, canary_drawn: usize, log_wealth: &mut [f64]) {
@@ -110,20 +77,55 @@ impl HypergeometricBets {
                 && population <= 2 * self.block_size,
             "not an urn: {canary_drawn} of {drawn} drawn, {canary} of {population}"
         );
-        self.urn_normalizers(population, canary, drawn);
-        let normalizers = self
-            .rows
-            .get(&(population, canary, drawn))
-            .map_or(&[][..], Vec::as_slice);
-        for ((log_ratio, normalizer), wealth) in self
-            .log_odds
+        let Self {
+            log_odds,
+            log_factorials,
+            rows,
+            ..
+        } = self;
+        let normalizers = rows.entry((population, canary, drawn)).or_insert_with(|| {
+            urn_normalizers(log_factorials, log_odds, population, canary, drawn)
+        });
+        for ((log_ratio, normalizer), wealth) in log_odds
             .iter()
-            .zip(normalizers)
+            .zip(normalizers.iter())
             .zip(log_wealth.iter_mut())
         {
             *wealth += canary_drawn as f64 * log_ratio - normalizer;
         }
     }
+}
+
+/// `ln E0[ψ^C]` for each `ln ψ` in `log_odds`, where `C` counts the marked among `drawn`
+/// draws without replacement from `population` items of which `marked` are marked;
+/// `log_factorials` must reach `population`.
+fn urn_normalizers(
+    log_factorials: &[f64],
+    log_odds: &[f64],
+    population: usize,
+    marked: usize,
+    drawn: usize,
+) -> Vec<f64> {
+    let log_choose =
+        |n: usize, r: usize| log_factorials[n] - log_factorials[r] - log_factorials[n - r];
+    let unmarked = population - marked;
+    let log_pmf: Vec<(f64, f64)> = (drawn.saturating_sub(unmarked)..=drawn.min(marked))
+        .map(|x| {
+            let log_p = log_choose(marked, x) + log_choose(unmarked, drawn - x)
+                - log_choose(population, drawn);
+            (x as f64, log_p)
+        })
+        .collect();
+    log_odds
+        .iter()
+        .map(|log_ratio| {
+            let terms: Vec<f64> = log_pmf
+                .iter()
+                .map(|(x, log_p)| log_p + x * log_ratio)
+                .collect();
+            crate::canary::math::log_sum_exp(&terms)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -136,9 +138,9 @@ mod tests {
         // E0[ψ^C / normalizer | T] = 1 for every T and odds ratio.
         let log_odds = [1.25f64.ln(), 3f64.ln()];
         let k = 20u64;
-        let mut bets = HypergeometricBets::new(20, &log_odds);
+        let bets = HypergeometricBets::new(20, &log_odds);
         for drawn in 0..=2 * k {
-            let row = bets.urn_normalizers(40, 20, drawn as usize).to_vec();
+            let row = urn_normalizers(&bets.log_factorials, &log_odds, 40, 20, drawn as usize);
             for (log_ratio, log_normalizer) in log_odds.iter().zip(&row) {
                 let mean: f64 = (drawn.saturating_sub(k)..=drawn.min(k))
                     .map(|x| {

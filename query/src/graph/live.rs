@@ -12,7 +12,7 @@
 //!     caller with a peer attribute ───────► edge caller → virtual peer
 //!     anything else ──────────────────────► counted as unpaired
 //!   then roll up: buckets past their level's age merge into coarser ones
-//! on_seal(generation) ─► state encoded ─► on_flushed(generation) ─► graph/<generation>.bin
+//! on_seal(gen) ─► state encoded ─► on_flushed(gen) ─► graph/<gen>.bin
 //! ```
 //!
 //! Pairing works across requests, segments and arrival order, because a trace's
